@@ -1,0 +1,248 @@
+"""Low-level I/O: the in-memory case, validated image loading and atomic writes.
+
+Every error raised while reading data is a :class:`CaseError` (or a subclass) whose message names the
+case and the file, so that a failure deep inside a 300-case conversion says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from mmdis.conventions import MODALITIES
+
+
+class CaseError(ValueError):
+    """A case cannot be read or fails validation. The message names the case and the file."""
+
+
+class MissingModalityError(CaseError):
+    """A modality file is absent and the caller did not allow missing modalities."""
+
+
+class GeometryError(CaseError):
+    """Shapes or affines of a case's volumes disagree."""
+
+
+class IntensityError(CaseError):
+    """A volume holds non-finite voxels, or the brain is empty."""
+
+
+class CorruptFileError(CaseError):
+    """A file cannot be decoded (truncated, not an image, wrong format)."""
+
+
+@dataclass
+class RawCase:
+    """One case as read from disk, before preprocessing.
+
+    Attributes:
+        case_id: identifier, e.g. ``"BraTS2021_00000"``.
+        layout: the layout it was read from (``"brats2021"``, ``"msd"``, ...).
+        images: modality name -> float32 volume of shape ``(X, Y, Z)``; only present modalities.
+        label: canonical labels ``uint8 (X, Y, Z)``, or ``None`` for an unlabelled case.
+        affine: 4x4 voxel-to-world matrix shared by all volumes.
+        brain_mask: ``bool (X, Y, Z)`` when the dataset ships one, else ``None`` (derived later).
+        zscored: ``True`` when the images are already normalised within the brain.
+        label_convention: the dataset's label numbering, used to write predictions back.
+        sources: the files each volume came from, for error messages and the manifest.
+    """
+
+    case_id: str
+    layout: str
+    images: dict[str, np.ndarray]
+    label: np.ndarray | None
+    affine: np.ndarray
+    label_convention: str
+    brain_mask: np.ndarray | None = None
+    zscored: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def available(self) -> tuple[bool, ...]:
+        """Availability mask in :data:`~mmdis.conventions.MODALITIES` order."""
+        return tuple(m in self.images for m in MODALITIES)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(next(iter(self.images.values())).shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(s) for s in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))  # type: ignore
+
+
+def load_nifti(path: str | Path, case_id: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI volume fully, turning every decoding problem into a :class:`CorruptFileError`.
+
+    Args:
+        path: ``.nii`` or ``.nii.gz`` file.
+        case_id: named in error messages.
+        what: what the file should hold (``"flair"``, ``"label"``), named in error messages.
+
+    Returns:
+        ``(data, affine)``: data as ``float32`` (any dimensionality), affine ``(4, 4)``.
+
+    Raises:
+        MissingModalityError: the file does not exist.
+        CorruptFileError: the file is truncated or not a NIfTI image.
+        IntensityError: the volume holds NaN or infinite voxels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingModalityError(f"case {case_id}: {what} file {path} does not exist")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        affine = np.asarray(img.affine, dtype=np.float64)
+    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
+        raise CorruptFileError(
+            f"case {case_id}: cannot read {what} file {path} ({type(exc).__name__}: {exc})"
+        ) from exc
+    check_finite(data, case_id, path)
+    return data, affine
+
+
+def load_mha(path: str | Path, case_id: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a MetaImage (``.mha``) volume with SimpleITK, returned in NIfTI (x, y, z) order.
+
+    SimpleITK is an optional dependency (``pip install mmdis[mha]``); BraTS 2015 ships ``.mha``.
+    The affine is built in LPS (ITK's convention) and flipped to RAS, as nibabel expects.
+    """
+    try:
+        import SimpleITK as sitk
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"case {case_id}: reading {path} needs SimpleITK; install it with `pip install mmdis[mha]`"
+        ) from exc
+    path = Path(path)
+    if not path.is_file():
+        raise MissingModalityError(f"case {case_id}: {what} file {path} does not exist")
+    try:
+        img = sitk.ReadImage(str(path))
+        data = np.ascontiguousarray(sitk.GetArrayFromImage(img).astype(np.float32).transpose(2, 1, 0))
+    except RuntimeError as exc:
+        raise CorruptFileError(f"case {case_id}: cannot read {what} file {path} ({exc})") from exc
+    direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.asarray(img.GetSpacing())[None, :]
+    affine[:3, 3] = img.GetOrigin()
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # LPS -> RAS
+    check_finite(data, case_id, path)
+    return data, affine
+
+
+def check_finite(data: np.ndarray, case_id: str, path: str | Path) -> None:
+    """Raise :class:`IntensityError` naming the file if ``data`` has NaN or infinite voxels."""
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise IntensityError(
+            f"case {case_id}: {path} has {int(bad.sum())} non-finite voxels (NaN or inf)"
+        )
+
+
+def check_same_geometry(
+    shapes: dict[str, tuple[int, ...]],
+    affines: dict[str, np.ndarray],
+    case_id: str,
+    sources: dict[str, str],
+    atol: float = 1e-3,
+) -> None:
+    """Raise :class:`GeometryError` if the volumes of a case differ in shape or affine.
+
+    Args:
+        shapes: volume name -> spatial shape.
+        affines: volume name -> 4x4 affine.
+        case_id: named in the message.
+        sources: volume name -> file path, named in the message.
+        atol: tolerance on affine entries (mm), for float rounding in headers.
+    """
+    names = list(shapes)
+    ref = names[0]
+    for name in names[1:]:
+        if tuple(shapes[name]) != tuple(shapes[ref]):
+            raise GeometryError(
+                f"case {case_id}: shape {tuple(shapes[name])} of {sources.get(name, name)} differs "
+                f"from shape {tuple(shapes[ref])} of {sources.get(ref, ref)}"
+            )
+        if not np.allclose(affines[name], affines[ref], atol=atol):
+            raise GeometryError(
+                f"case {case_id}: the affine of {sources.get(name, name)} differs from that of "
+                f"{sources.get(ref, ref)}"
+            )
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it onto ``final`` only if the block succeeds.
+
+    Works for files and directories. On any exception the temporary is removed, so an interrupted
+    write never leaves a half-written ``final`` behind.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        yield tmp
+        if final.is_dir() and tmp.is_dir():
+            _rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        if tmp.is_dir():
+            _rmtree(tmp)
+        elif tmp.exists():
+            tmp.unlink()
+        raise
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype=None) -> Path:
+    """Write a NIfTI file atomically (temporary file, then rename). Returns the path."""
+    path = Path(path)
+    arr = np.asarray(data if dtype is None else data.astype(dtype))
+    img = nib.Nifti1Image(arr, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    with atomic_path(path, suffix=suffix) as tmp:
+        tmp_named = tmp.with_name(tmp.name[: -len(".tmp")])  # nibabel infers format from suffix
+        nib.save(img, str(tmp_named))
+        os.replace(tmp_named, tmp)
+    return path
+
+
+def save_json(obj, path: str | Path) -> Path:
+    """Write JSON atomically, indented and with sorted keys."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
