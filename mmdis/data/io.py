@@ -105,7 +105,8 @@ def load_nifti(path: str | Path, case_id: str, what: str) -> tuple[np.ndarray, n
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
         affine = np.asarray(img.affine, dtype=np.float64)
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
+            nib.filebasedimages.ImageFileError) as exc:
         raise CorruptFileError(
             f"case {case_id}: cannot read {what} file {path} ({type(exc).__name__}: {exc})"
         ) from exc
