@@ -104,7 +104,11 @@ class PatchDataset(Dataset):
         cfg = self.config
         pool = fg if (len(fg) and rng.random() < cfg.fg_fraction) else brain
         centre = pool[rng.integers(len(pool))] if len(pool) else np.array(case.mask.shape) // 2
-        start = [int(c) - p // 2 for c, p in zip(centre, cfg.patch_size)]
+        start = [
+            # Keep the patch inside the volume where it fits; otherwise centre the volume in it.
+            min(max(int(c) - p // 2, 0), n - p) if n >= p else -((p - n) // 2)
+            for c, p, n in zip(centre, cfg.patch_size, case.mask.shape)
+        ]
         image = extract_patch(case.image, start, cfg.patch_size)  # (M, D, H, W)
         label = extract_patch(case.label, start, cfg.patch_size)
         mask = extract_patch(case.mask, start, cfg.patch_size)
