@@ -26,7 +26,7 @@ book: env
 	$(PY) -m mmdis.cli phantom $(DATA)/phantom --cases $(PHANTOM_CASES) --spacing $(PHANTOM_SPACING) \
 		--preview book/images/phantom_preview.png
 	$(PY) -m mmdis.cli prepare $(DATA)/phantom $(DATA)/cache
-	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 ## The tests: lint, then the whole pytest suite (slow tests included).
