@@ -1,0 +1,86 @@
+r"""Segmentation decoder :math:`D^s` and reconstruction decoders :math:`D^r_i`."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmdis.models.blocks import LEAKY_SLOPE, AdaINResBlock, LayerNorm3d, ResBlock, conv3d
+from mmdis.models.encoders import NUM_STAGES, stage_channels
+
+
+class SegDecoder(nn.Module):
+    r"""Segmentation decoder :math:`\hat Y = D^s(z)` with the fused maps of every stage as skips.
+
+    From the deepest fused map, each stage upsamples by 2 with a 2x2x2 transposed convolution that halves
+    the channels, concatenates the fused skip map of that resolution and applies a residual block; a
+    1x1x1 convolution gives the class logits.
+
+    Shapes:
+        ``skips[s]`` ``(B, C * 2**s, D / 2**s, ...)`` for ``s = 0..3`` -> logits ``(B, K, D, H, W)``.
+    """
+
+    def __init__(self, base_channels: int, num_classes: int, slope: float = LEAKY_SLOPE) -> None:
+        super().__init__()
+        widths = stage_channels(base_channels)
+        self.ups = nn.ModuleList()
+        self.blocks = nn.ModuleList()
+        for s in reversed(range(NUM_STAGES - 1)):
+            self.ups.append(nn.ConvTranspose3d(widths[s + 1], widths[s], kernel_size=2, stride=2))
+            self.blocks.append(ResBlock(2 * widths[s], widths[s], slope))
+        self.head = nn.Conv3d(widths[0], num_classes, 1)
+
+    def forward(self, skips: list[Tensor]) -> Tensor:
+        h = skips[-1]
+        for up, block, skip in zip(self.ups, self.blocks, reversed(skips[:-1])):
+            h = block(torch.cat([up(h), skip], dim=1))  # cat: (B, 2 C_s, D_s, H_s, W_s)
+        return self.head(h)
+
+
+class ReconDecoder(nn.Module):
+    r"""Reconstruction decoder :math:`\hat x_i = D^r_i(z, a_i)` (MUNIT-style).
+
+    The deepest fused code ``z`` is projected to ``width`` channels by a 1x1x1 conv and goes through
+    ``num_res`` residual blocks whose AdaIN parameters are produced by an MLP of the appearance code
+    ``a_i``; then ``num_up`` times (nearest upsampling x2, 3x3x3 conv halving the width, layer norm,
+    ReLU) and a final 3x3x3 conv to one channel.
+
+    Shapes:
+        ``z`` ``(B, 8C, D/8, H/8, W/8)``, ``a`` ``(B, code_dim)`` -> ``(B, 1, D, H, W)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        code_dim: int = 8,
+        num_res: int = 4,
+        num_up: int = NUM_STAGES - 1,
+        mlp_hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.inp = nn.Conv3d(in_channels, width, 1)
+        self.res = nn.ModuleList([AdaINResBlock(width) for _ in range(num_res)])
+        n_params = sum(block.num_params for block in self.res)
+        hidden = mlp_hidden or width
+        self.mlp = nn.Sequential(
+            nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, n_params),
+        )  # fmt: skip
+        ups: list[nn.Module] = []
+        w = width
+        for _ in range(num_up):
+            w_out = max(w // 2, 2)
+            ups += [nn.Upsample(scale_factor=2, mode="nearest"), conv3d(w, w_out)]
+            ups += [LayerNorm3d(w_out), nn.ReLU()]
+            w = w_out
+        self.up = nn.Sequential(*ups)
+        self.out = conv3d(w, 1)
+
+    def forward(self, z: Tensor, a: Tensor) -> Tensor:
+        params = self.mlp(a)  # (B, sum of 4 * width over blocks)
+        h = F.relu(self.inp(z))
+        for block, p in zip(self.res, params.split([b.num_params for b in self.res], dim=1)):
+            h = block(h, p)
+        return self.out(self.up(h))

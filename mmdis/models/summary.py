@@ -1,0 +1,89 @@
+"""Parameter and FLOP counts of the model variants, on the ``meta`` device by default (no memory, fast).
+
+FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix
+products, 2 FLOPs per multiply-add); normalisation, activations and element-wise ops are not counted.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmdis.conventions import NUM_CLASSES, NUM_MODALITIES
+from mmdis.models.networks import VARIANTS, build_model
+
+
+def _count_flops(fn) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def summarize(
+    variants: list[str] | None = None,
+    size: int = 80,
+    base_channels: int = 16,
+    batch: int = 1,
+    device: str | torch.device = "meta",
+) -> list[dict]:
+    """Parameters and FLOPs per variant for one ``size**3`` input.
+
+    Args:
+        variants: names from :data:`mmdis.models.networks.VARIANTS` (default: all, in that order).
+        size: cube side of the input patch (a multiple of 8).
+        base_channels: ``C`` of the first stage.
+        batch: batch size.
+        device: where to build the model and the dummy batch; ``"meta"`` allocates nothing.
+
+    Returns:
+        One dict per variant with ``variant``, ``params``, ``forward_flops`` (eval-mode forward) and
+        ``train_flops`` (train-mode forward, loss of Eq. (3) and backward).
+    """
+    from mmdis.losses import LossConfig, total_loss
+
+    rows = []
+    for name in variants or list(VARIANTS):
+        with torch.device(device):
+            model = build_model(name, base_channels=base_channels)
+            x = torch.randn(batch, NUM_MODALITIES, size, size, size)
+            y = torch.randint(0, NUM_CLASSES, (batch, size, size, size))
+            available = torch.ones(batch, NUM_MODALITIES, dtype=torch.bool)
+        params = sum(p.numel() for p in model.parameters())
+
+        def forward(model=model, x=x, available=available) -> None:
+            model.eval()
+            with torch.no_grad():
+                model(x, available)
+
+        def train_step(model=model, x=x, y=y, available=available) -> None:
+            model.train()
+            loss = total_loss(model(x, available), x, y, LossConfig())["total"]
+            loss.backward()
+
+        rows.append(
+            {
+                "variant": name,
+                "params": params,
+                "forward_flops": _count_flops(forward),
+                "train_flops": _count_flops(train_step),
+                "size": size,
+                "base_channels": base_channels,
+                "batch": batch,
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`summarize` rows (parameters in millions, FLOPs in GFLOP)."""
+    lines = [
+        "| variant | params (M) | forward (GFLOP) | train step (GFLOP) |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['params'] / 1e6:.2f} | {r['forward_flops'] / 1e9:.1f} "
+            f"| {r['train_flops'] / 1e9:.1f} |"
+        )
+    return "\n".join(lines)
