@@ -107,8 +107,8 @@ def manifest_entry(meta: dict) -> dict:
         "modalities": meta["modalities"],
         "available": meta["available"],
         "labelled": meta["labelled"],
-        "shape": crop["shape"],
-        "spacing": crop["spacing"],
+        "shape": list(crop["shape"]),
+        "spacing": list(crop["spacing"]),
         "checksum": meta["checksum"],
         "source": meta.get("source", ""),
     }
