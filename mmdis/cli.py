@@ -7,7 +7,7 @@ Subcommands::
     mmdis preview DATA_DIR [--case ID] -o PNG
     mmdis fetch-msd DEST
     mmdis summary [--size 80] [--channels 16]
-    mmdis bench [--patch 80] [--cache DIR]
+    mmdis bench [--patch 80] [--cache DIR] [--channels 16]
 
 Every failure caused by bad input prints one line naming the file or parameter and exits with 2.
 """
@@ -80,7 +80,7 @@ def _cmd_summary(args) -> None:
 def _cmd_bench(args) -> None:
     from mmdis.bench import run_benchmarks
 
-    run_benchmarks(patch=args.patch, cache_dir=args.cache, seconds=args.seconds)
+    run_benchmarks(patch=args.patch, cache_dir=args.cache, seconds=args.seconds, channels=args.channels)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patch", type=int, default=80)
     s.add_argument("--cache", help="a prepared cache to read (default: a small phantom made on the fly)")
     s.add_argument("--seconds", type=float, default=10.0, help="time spent per measurement")
+    s.add_argument("--channels", type=int, default=16, help="base width C of the model (paper: 16)")
     s.set_defaults(func=_cmd_bench)
     return p
 
