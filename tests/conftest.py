@@ -1,4 +1,10 @@
-"""Writers of tiny cases in every dataset layout, shared by the tests."""
+"""Writers of tiny cases in every dataset layout, shared by the tests.
+
+Import the helpers (``from conftest import write_brats2021_case``) or use the fixtures. Every writer draws
+its volumes from :func:`tiny_volumes`, so a test can compare what a reader returns with what was written:
+modality ``i`` of :data:`~mmdis.conventions.MODALITIES` is scaled by ``i + 1`` (so a swapped modality
+shows), and the label holds every canonical class.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,21 @@ from mmdis.conventions import MODALITIES, from_canonical
 
 SHAPE = (12, 14, 10)
 AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
+#: Default case id of each layout, spelled as the real datasets spell them.
+CASE_IDS = {"brats2021": "BraTS2021_00000", "brats2023": "BraTS-GLI-00000-000", "msd": "BRATS_001",
+            "brats2015": "brats_tcia_pat001_1"}
+_NIFTI_NAMES = {"brats2021": ("_", {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2"}),
+                "brats2023": ("-", {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w"})}
+_MHA_NAMES = dict(zip(MODALITIES, ("Flair", "T1", "T1c", "T2")))
 
 
 def tiny_volumes(shape=SHAPE, seed=0):
-    """Four modality volumes (brain block, zero background) and a canonical label with all classes."""
+    """Four modality volumes and a canonical label.
+
+    Returns:
+        ``(images, label)``: modality -> ``float32 (X, Y, Z)`` (a brain block, zero background, modality
+        ``i`` in ``[50, 150) * (i + 1)``) and a ``uint8 (X, Y, Z)`` label holding classes 0, 1, 2 and 3.
+    """
     rng = np.random.default_rng(seed)
     brain = np.zeros(shape, bool)
     brain[2:-2, 2:-2, 1:-1] = True
@@ -28,59 +45,141 @@ def tiny_volumes(shape=SHAPE, seed=0):
     return images, label
 
 
-def _save(arr, path: Path, affine=AFFINE):
+def save_nii(arr, path, affine=AFFINE) -> Path:
+    """Write ``arr`` as NIfTI (format from the suffix), creating folders; returns the path."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(arr, affine), str(path))
+    nib.save(nib.Nifti1Image(np.asarray(arr), affine), str(path))
     return path
 
 
+def save_mha(arr, path, affine=AFFINE) -> Path:
+    """Write ``arr`` (x, y, z) as MetaImage; ``affine`` is RAS, as :func:`mmdis.data.io.load_mha` returns."""
+    sitk = pytest.importorskip("SimpleITK", reason="SimpleITK is needed for BraTS 2015 .mha files")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(affine, float)  # ITK speaks LPS
+    spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
+    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(arr).transpose(2, 1, 0)))  # ITK: (z, y, x)
+    img.SetSpacing(spacing.tolist())
+    img.SetDirection((lps[:3, :3] / spacing).ravel().tolist())
+    img.SetOrigin(lps[:3, 3].tolist())
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def rewrite_volume(path, fn) -> Path:
+    """Replace a ``.nii[.gz]`` or ``.mha`` volume by ``fn(data, affine) -> (data, affine)``."""
+    path = Path(path)
+    if path.suffix == ".mha":
+        sitk = pytest.importorskip("SimpleITK")
+        from mmdis.data.io import load_mha
+
+        dtype = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).dtype
+        data, affine = load_mha(path, "test", "volume")
+        data, affine = fn(data.astype(dtype), affine.copy())
+        return save_mha(data, path, affine)
+    img = nib.load(path)
+    data, affine = fn(np.asarray(img.dataobj), img.affine.copy())
+    return save_nii(data, path, affine)
+
+
 def write_brats_case(root, case_id="case0", layout="brats2021", modalities=MODALITIES, labelled=True,
-                     shape=SHAPE, seed=0):
-    """A case in the BraTS 2018-2021 (``_flair``) or 2023 (``-t2f``) layout; returns its folder."""
-    suffix = {"brats2021": ("_", {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2"}, "brats2021"),
-              "brats2023": ("-", {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w"}, "brats2023")}
-    sep, names, conv = suffix[layout]
-    images, label = tiny_volumes(shape, seed)
+                     shape=SHAPE, seed=0, label=None, affine=AFFINE, ext=".nii.gz") -> Path:
+    """A case in the BraTS 2018-2021 (``<case>_flair``) or 2023 (``<case>-t2f``) layout.
+
+    Args:
+        root: dataset folder; the case goes to ``root/case_id``.
+        modalities: which modality files to write (others are missing).
+        labelled: write the ``seg`` file.
+        label: canonical label to write instead of the default one (mapped to the layout's numbering).
+
+    Returns:
+        The case folder.
+    """
+    sep, names = _NIFTI_NAMES[layout]
+    images, default_label = tiny_volumes(shape, seed)
     d = Path(root) / case_id
+    d.mkdir(parents=True, exist_ok=True)
     for m in modalities:
-        _save(images[m], d / f"{case_id}{sep}{names[m]}.nii.gz")
+        save_nii(images[m], d / f"{case_id}{sep}{names[m]}{ext}", affine)
     if labelled:
-        _save(from_canonical(label, conv), d / f"{case_id}{sep}seg.nii.gz")
+        save_nii(from_canonical(default_label if label is None else label, layout),
+                 d / f"{case_id}{sep}seg{ext}", affine)
     return d
 
 
-def write_msd_case(root, case_id="BRATS_001", labelled=True, shape=SHAPE, seed=0, channels=4):
-    images, label = tiny_volumes(shape, seed)
-    stack = np.stack([images[m] for m in MODALITIES][:channels], axis=-1)  # (X, Y, Z, 4)
+def write_brats2021_case(root, case_id=CASE_IDS["brats2021"], **kw) -> Path:
+    """A BraTS 2018-2021 case (labels 0, 1, 2, 4); see :func:`write_brats_case`."""
+    return write_brats_case(root, case_id, layout="brats2021", **kw)
+
+
+def write_brats2023_case(root, case_id=CASE_IDS["brats2023"], **kw) -> Path:
+    """A BraTS 2023 GLI case (``t2f, t1n, t1c, t2w``, labels 0-3); see :func:`write_brats_case`."""
+    return write_brats_case(root, case_id, layout="brats2023", **kw)
+
+
+def write_msd_case(root, case_id=CASE_IDS["msd"], labelled=True, shape=SHAPE, seed=0, channels=4,
+                   label=None, affine=AFFINE, ext=".nii.gz") -> Path:
+    """An MSD Task01 case: ``imagesTr/<case>`` 4-D (X, Y, Z, channels) and ``labelsTr/<case>``.
+
+    An unlabelled case goes to ``imagesTs``. ``channels`` other than 4 makes a broken file. Returns
+    ``root``.
+    """
+    images, default_label = tiny_volumes(shape, seed)
+    stack = np.stack([images[m] for m in MODALITIES][:channels], axis=-1)  # (X, Y, Z, channels)
     root = Path(root)
-    _save(stack, root / ("imagesTr" if labelled else "imagesTs") / f"{case_id}.nii.gz")
+    save_nii(stack, root / ("imagesTr" if labelled else "imagesTs") / f"{case_id}{ext}", affine)
     if labelled:
-        _save(from_canonical(label, "msd"), root / "labelsTr" / f"{case_id}.nii.gz")
+        save_nii(from_canonical(default_label if label is None else label, "msd"),
+                 root / "labelsTr" / f"{case_id}{ext}", affine)
     return root
 
 
-def write_brats2015_case(root, case_id="brats_tcia_pat001_1", labelled=True, shape=SHAPE, seed=0,
-                         grade="HGG", modalities=MODALITIES):
-    sitk = pytest.importorskip("SimpleITK", reason="SimpleITK is needed for BraTS 2015 .mha files")
-    images, label = tiny_volumes(shape, seed)
-    d = Path(root) / grade / case_id
-    names = dict(zip(MODALITIES, ("Flair", "T1", "T1c", "T2")))
+def write_brats2015_case(root, case_id=CASE_IDS["brats2015"], labelled=True, shape=SHAPE, seed=0,
+                         grade="HGG", modalities=MODALITIES, label=None, affine=AFFINE) -> Path:
+    """A BraTS 2015 case of ``.mha`` files in ``VSD.Brain.XX.O.MR_<mod>.<id>`` folders (labels 0-4).
 
-    def save(arr, folder):
-        (d / folder).mkdir(parents=True, exist_ok=True)
-        img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))  # (z, y, x) for ITK
-        sitk.WriteImage(img, str(d / folder / f"{folder}.mha"))
-
-    for k, m in enumerate(modalities):
-        save(images[m].astype(np.int16), f"VSD.Brain.XX.O.MR_{names[m]}.{100 + k}")
+    ``grade=None`` puts the case folder directly under ``root``. Images are int16, as in the dataset.
+    Skips the calling test when SimpleITK is missing. Returns the case folder.
+    """
+    images, default_label = tiny_volumes(shape, seed)
+    d = Path(root) / case_id if grade is None else Path(root) / grade / case_id
+    d.mkdir(parents=True, exist_ok=True)
+    for k, m in enumerate(MODALITIES):
+        if m in modalities:
+            folder = f"VSD.Brain.XX.O.MR_{_MHA_NAMES[m]}.{100 + k}"
+            save_mha(images[m].astype(np.int16), d / folder / f"{folder}.mha", affine)
     if labelled:
-        save(from_canonical(label, "brats2015").astype(np.uint8), "VSD.Brain_3more.XX.O.OT.200")
+        folder = "VSD.Brain_3more.XX.O.OT.200"
+        raw = from_canonical(default_label if label is None else label, "brats2015")
+        save_mha(raw.astype(np.uint8), d / folder / f"{folder}.mha", affine)
     return d
 
 
+#: layout -> writer(root, case_id=..., labelled=..., seed=..., ...).
 WRITERS = {
-    "brats2021": lambda root, **kw: write_brats_case(root, layout="brats2021", **kw),
-    "brats2023": lambda root, **kw: write_brats_case(root, layout="brats2023", **kw),
+    "brats2021": write_brats2021_case,
+    "brats2023": write_brats2023_case,
     "msd": write_msd_case,
     "brats2015": write_brats2015_case,
 }
+
+
+@pytest.fixture
+def make_dataset(tmp_path):
+    """``make_dataset(layout, n=2, **kw) -> root``: a fresh folder of ``n`` tiny cases in ``layout``.
+
+    Case ids are the layout's default id with the last digit replaced (``..._0``, ``..._1``, ...), seeds
+    are the case index; ``kw`` goes to every writer.
+    """
+    counter = iter(range(1000))
+
+    def make(layout, n=2, **kw):
+        root = tmp_path / f"{layout}-{next(counter)}"
+        root.mkdir()
+        for i in range(n):
+            WRITERS[layout](root, case_id=f"{CASE_IDS[layout][:-1]}{i}", seed=i, **kw)
+        return root
+
+    return make
