@@ -37,6 +37,20 @@ class LossConfig:
             raise ValueError(f"eps must be positive, got {self.eps}")
 
 
+def _only_present(values: Tensor, present: Tensor | None) -> Tensor:
+    """Zero the entries of ``values`` ``(B, M, ...)`` that belong to modalities absent from the data.
+
+    ``torch.where`` rather than a product: the image of an absent modality may hold anything, even
+    NaN, and ``0 * nan`` would still be ``nan``.
+    """
+    if present is None:
+        return values
+    if tuple(present.shape) != tuple(values.shape[:2]):
+        raise ValueError(f"present must have shape {tuple(values.shape[:2])}, got {tuple(present.shape)}")
+    keep = present.bool().reshape(*present.shape, *(1,) * (values.dim() - 2))  # (B, M, 1, ...)
+    return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
+
+
 def _one_hot(y: Tensor, num_classes: int) -> Tensor:
     """Labels ``(B, D, H, W)`` -> one-hot ``(B, K, D, H, W)`` float."""
     classes = torch.arange(num_classes, device=y.device)[None, :, None, None, None]  # (1, K, 1, 1, 1)
@@ -73,7 +87,10 @@ def class_weights(y: Tensor, num_classes: int) -> Tensor:
     .. math:: w_k = 1 - \frac{N_k}{N}
 
     with :math:`N_k` the number of voxels of class :math:`k` in the batch and :math:`N` all voxels (the
-    authors' code). Rare classes get weights close to 1, the dominant background a small one.
+    authors' code). Rare classes get weights close to 1, the dominant background a small one. The
+    weights are not renormalised: with :math:`K = 4` they sum to :math:`K - 1 = 3` whatever the batch.
+    A batch of a single class gets weight 0 for it, so its cross-entropy vanishes and only the Dice
+    term trains on such a patch (the authors' behaviour; background-only crops are where it happens).
 
     Args:
         y: integer labels ``(B, D, H, W)``.
@@ -128,17 +145,19 @@ def reconstruction_loss(
         recon: :math:`\hat x` ``(B, M, D, H, W)``.
         x: images ``(B, M, D, H, W)``.
         present: ``(B, M)`` bool, modalities whose image exists in the data (``None``: all). An absent
-            modality contributes nothing, since there is no target to reconstruct.
+            modality contributes nothing, since there is no target to reconstruct. (For training, fill
+            absent images with zeros anyway: the appearance encoder still reads them, and a NaN there
+            would reach the weights' gradients.)
         mask: brain mask ``(B, D, H, W)`` or ``(B, 1, D, H, W)`` (``None``: every voxel).
     """
-    err = (recon - x).abs()  # (B, M, D, H, W)
+    # Masked before the absolute value, whose derivative at a NaN target would be NaN even where the
+    # incoming gradient is zero.
+    err = _only_present(recon - x, present).abs()  # (B, M, D, H, W)
     if mask is None:
         per_mod = err.mean(dim=(2, 3, 4))  # (B, M)
     else:
         mk = mask.reshape(mask.shape[0], 1, *x.shape[2:]).to(err.dtype)  # (B, 1, D, H, W)
         per_mod = (err * mk).sum(dim=(2, 3, 4)) / mk.sum(dim=(2, 3, 4)).clamp_min(1.0)  # (B, M)
-    if present is not None:
-        per_mod = per_mod * present.to(per_mod.dtype)
     return per_mod.sum(dim=1).mean()
 
 
@@ -152,9 +171,7 @@ def kl_loss(kl: Tensor, present: Tensor | None = None) -> Tensor:
     Returns:
         The sum over present modalities, averaged over the batch (the expectation).
     """
-    if present is not None:
-        kl = kl * present.to(kl.dtype)
-    return kl.sum(dim=1).mean()
+    return _only_present(kl, present).sum(dim=1).mean()
 
 
 def total_loss(

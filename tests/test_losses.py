@@ -133,3 +133,33 @@ def test_total_loss_rejects_bad_labels(batch):
 def test_loss_config_validation(field, value):
     with pytest.raises(ValueError, match=field):
         LossConfig(**{field: value})
+
+
+def test_class_weights_single_class_batch_is_zero():
+    # w_k = 1 - N_k / N: a patch of background only gives the background weight 0, so CE vanishes and
+    # only the Dice term trains on it (the authors' behaviour, documented in class_weights).
+    y = torch.zeros(1, 2, 2, 2, dtype=torch.long)
+    torch.testing.assert_close(class_weights(y, 4), torch.tensor([0.0, 1.0, 1.0, 1.0]))
+    assert weighted_cross_entropy(torch.randn(1, 4, 2, 2, 2), y).item() == 0.0
+
+
+def test_absent_modalities_cannot_poison_the_loss():
+    """A NaN image of a modality absent from the data leaves rec and its gradient finite."""
+    x = torch.zeros(2, 4, 2, 2, 2)
+    x[0, 1] = float("nan")
+    recon = torch.full((2, 4, 2, 2, 2), 0.5, requires_grad=True)
+    present = torch.ones(2, 4, dtype=torch.bool)
+    present[0, 1] = False
+    rec = reconstruction_loss(recon, x, present)
+    # Sample 0 has three present modalities, sample 1 four, each with error 0.5.
+    assert rec.item() == pytest.approx((3 * 0.5 + 4 * 0.5) / 2)
+    rec.backward()
+    assert torch.isfinite(recon.grad).all() and (recon.grad[0, 1] == 0).all()
+    kl = torch.ones(2, 4)
+    kl[0, 1] = float("nan")
+    assert kl_loss(kl, present).item() == pytest.approx((3 + 4) / 2)
+
+
+def test_present_mask_shape_checked():
+    with pytest.raises(ValueError, match="present must have shape"):
+        kl_loss(torch.ones(2, 4), torch.ones(2, 3, dtype=torch.bool))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -9,20 +11,29 @@ from hypothesis import strategies as st
 
 from mmdis.conventions import NUM_CLASSES, NUM_MODALITIES, SUBSETS
 from mmdis.losses import LossConfig, total_loss
-from mmdis.models import VARIANTS, ModelConfig, build_model, modality_dropout
-from mmdis.models.summary import format_table, summarize
+from mmdis.models import VARIANTS, ModelConfig, MultimodalSegNet, build_model, modality_dropout
+from mmdis.models.summary import ALL, format_table, summarize
 
 SIZE = 16
-TINY = {"base_channels": 4, "appearance_channels": 4}
+TINY = {"base_channels": 4, "appearance_channels": 4}  # 16^3 inputs: the file runs in seconds
 ALL_SUBSETS = torch.tensor(SUBSETS, dtype=torch.bool)  # (15, 4)
 
 
-def tiny(name: str, seed: int = 0):
+#: Flag combinations that no named variant uses, so that every switch is tested.
+EXTRA = {
+    "max": {"fusion": "max", "disentangle": False},
+    "max-dis": {"fusion": "max", "disentangle": True},
+    "gated-nodis": {"fusion": "gated", "disentangle": False},
+    "imputation-dropout": {"early_fusion": True, "disentangle": False, "modality_dropout": True},
+}
+EVERY = sorted(VARIANTS) + sorted(EXTRA)
+
+
+def tiny(name: str, seed: int = 0) -> MultimodalSegNet:
     torch.manual_seed(seed)
-    overrides = dict(TINY)
-    if name == "imputation":
-        overrides.pop("appearance_channels")
-    return build_model(name, **overrides)
+    if name in EXTRA:
+        return MultimodalSegNet(ModelConfig(name=name, **TINY, **EXTRA[name]))
+    return build_model(name, **TINY)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +42,7 @@ def volume() -> torch.Tensor:
     return torch.randn(1, NUM_MODALITIES, SIZE, SIZE, SIZE, generator=g)
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", EVERY)
 @pytest.mark.parametrize("train", [False, True])
 def test_shapes_all_subsets(name, train, volume):
     model = tiny(name).train(train)
@@ -58,29 +69,52 @@ def test_shapes_all_subsets(name, train, volume):
             assert ((g > 0) & (g < 1)).all()
     else:
         assert out.gates is None
+    base = TINY["base_channels"]
+    assert [tuple(z.shape) for z in out.fused] == [(b, base * 2**s, *(SIZE // 2**s,) * 3) for s in range(4)]
     assert torch.isfinite(out.seg).all()
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_missing_modality_has_no_influence(name, volume):
-    """In eval, changing image i where available[i] is False leaves seg exactly equal, all 15 subsets."""
+@pytest.mark.parametrize("fill", ["noise", "nan"])
+@pytest.mark.parametrize("name", EVERY)
+def test_missing_modality_has_no_influence(name, fill, volume):
+    """In eval, changing image i where available[i] is False leaves seg exactly equal, all 15 subsets.
+
+    Also with NaN images, which a product mask (0 * nan = nan) would let through.
+    """
     model = tiny(name).eval()
     b = len(SUBSETS)
     x = volume.expand(b, -1, -1, -1, -1).clone()  # (15, 4, D, H, W)
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5)) * 3.0
-    x_changed = torch.where(ALL_SUBSETS[:, :, None, None, None], x, noise)
+    if fill == "nan":
+        other = torch.full_like(x, float("nan"))
+    else:
+        other = torch.randn(x.shape, generator=torch.Generator().manual_seed(5)) * 3.0
+    missing = ~ALL_SUBSETS[:, :, None, None, None]  # (15, 4, 1, 1, 1)
+    x_changed = torch.where(missing, other, x)
     with torch.no_grad():
-        seg = model(x, ALL_SUBSETS).seg
-        seg_changed = model(x_changed, ALL_SUBSETS).seg
-    assert torch.equal(seg, seg_changed)
+        ref = model(x, ALL_SUBSETS)
+        changed = model(x_changed, ALL_SUBSETS)
+    assert torch.equal(ref.seg, changed.seg)
+    assert torch.isfinite(changed.seg).all()
+    for a, b_ in zip(ref.fused, changed.fused):
+        assert torch.equal(a, b_)
+    if ref.recon is not None:
+        # The reconstruction of an available modality uses z and its own appearance code only.
+        assert torch.equal(ref.recon[ALL_SUBSETS], changed.recon[ALL_SUBSETS])
+        assert torch.equal(ref.mu[ALL_SUBSETS], changed.mu[ALL_SUBSETS])
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", EVERY)
 def test_encode_once_decode_equals_forward(name, volume):
+    """Evaluating the 15 subsets of a case: the encoders once, fusion and decoding 15 times."""
     model = tiny(name).eval()
     with torch.no_grad():
-        enc = model.encode(volume).repeat(len(SUBSETS))
-        out = model.decode(enc, ALL_SUBSETS)
+        encoded = model.encode(volume)
+        if encoded.content is not None:
+            base = TINY["base_channels"]
+            assert [tuple(c.shape) for c in encoded.content] == [
+                (1, NUM_MODALITIES, base * 2**s, *(SIZE // 2**s,) * 3) for s in range(4)
+            ]
+        out = model.decode(encoded.repeat(len(SUBSETS)), ALL_SUBSETS)
         for k, subset in enumerate(SUBSETS):
             ref = model(volume, torch.tensor([subset]))
             torch.testing.assert_close(out.seg[k : k + 1], ref.seg, rtol=1e-4, atol=1e-5)
@@ -108,15 +142,14 @@ def test_train_mode_samples_appearance(volume):
 def test_gradients_reach_all_parameters(volume):
     model = tiny("robustseg").train()
     y = torch.randint(0, NUM_CLASSES, (1, SIZE, SIZE, SIZE))
-    # Force every modality on so that every encoder receives gradient.
-    encoded = model.encode(volume)  # train mode: sampled appearance codes
-    out = model.eval().decode(encoded, torch.ones(1, 4, dtype=torch.bool))
+    # decode fuses exactly what it is given (no dropout), so every encoder receives gradient.
+    out = model.decode(model.encode(volume), torch.ones(1, 4, dtype=torch.bool))
     total_loss(out, volume, y, LossConfig())["total"].backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, missing
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", EVERY)
 def test_adam_step_lowers_loss(name):
     model = tiny(name, seed=3).train()
     g = torch.Generator().manual_seed(7)
@@ -185,15 +218,26 @@ def test_dropout_reenables_uniformly():
     torch.testing.assert_close(freq[[0, 2, 3]], torch.full((3,), 1 / 3), atol=0.015, rtol=0)
 
 
-def test_dropout_used_in_train_only(volume):
+def test_dropout_used_in_train_forward_only(volume):
     model = tiny("robustseg")
-    x = volume.expand(64, -1, -1, -1, -1)
+    x = volume.expand(64, -1, -1, -1, -1)  # (64, 4, D, H, W)
     available = torch.ones(64, 4, dtype=torch.bool)
     torch.manual_seed(0)
     with torch.no_grad():
-        assert not model.train().decode(model.encode(x), available).delta.all()
-        assert model.eval().decode(model.encode(x), available).delta.all()
-        assert tiny("imputation").train().decode(model.encode(x), available).delta.all()
+        delta = model.train()(x, available).delta
+        assert not delta.all() and delta.any(1).all()
+        assert model.train().decode(model.encode(x), available).delta.all()
+        assert model.eval()(x, available).delta.all()
+        assert tiny("imputation").train()(x, available).delta.all()
+
+
+def test_dropout_generator_reproducible(volume):
+    model = tiny("ablation-mean").train()
+    x = volume.expand(len(SUBSETS), -1, -1, -1, -1)  # (15, 4, D, H, W)
+    with torch.no_grad():
+        a = model(x, ALL_SUBSETS, generator=torch.Generator().manual_seed(3)).delta
+        b = model(x, ALL_SUBSETS, generator=torch.Generator().manual_seed(3)).delta
+    assert torch.equal(a, b) and not (a & ~ALL_SUBSETS).any()
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -207,9 +251,16 @@ def test_unknown_variant_lists_known():
     [
         ({"fusion": "sum"}, "fusion"),
         ({"base_channels": 0}, "base_channels"),
+        ({"base_channels": True}, "base_channels"),
+        ({"in_modalities": 0}, "in_modalities"),
         ({"p_keep": 0.0}, "p_keep"),
-        ({"code_dim": -1}, "code_dim"),
+        ({"p_keep": 1.5}, "p_keep"),
+        ({"appearance_dim": -1}, "appearance_dim"),
+        ({"appearance_channels": 0}, "appearance_channels"),
         ({"recon_channels": 1}, "recon_channels"),
+        ({"recon_res_blocks": 0}, "recon_res_blocks"),
+        ({"disentangle": "yes"}, "disentangle"),
+        ({"leaky_slope": -0.1}, "leaky_slope"),
         ({"bogus": 1}, "bogus"),
         ({"num_classes": 1}, "num_classes"),
     ],
@@ -224,6 +275,24 @@ def test_early_fusion_with_disentangle_rejected():
         ModelConfig(early_fusion=True, disentangle=True)
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_config_json_round_trip(name, volume):
+    model = tiny(name).eval()
+    assert model.config.name == name
+    restored = ModelConfig.from_dict(json.loads(json.dumps(model.config.to_dict())))
+    assert restored == model.config
+    clone = MultimodalSegNet(restored).eval()
+    clone.load_state_dict(model.state_dict())
+    everything = torch.ones(1, 4, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.equal(clone(volume, everything).seg, model(volume, everything).seg)
+
+
+def test_config_from_dict_rejects_unknown_field():
+    with pytest.raises(ValueError, match="unknown ModelConfig field.*'code_size'"):
+        ModelConfig.from_dict({"code_size": 8})
+
+
 @pytest.mark.parametrize("name", ["robustseg", "imputation"])
 def test_bad_inputs_name_parameter(name):
     model = tiny(name).eval()
@@ -236,25 +305,47 @@ def test_bad_inputs_name_parameter(name):
         model(torch.zeros(1, 4, 16, 12, 16), ok)
     with pytest.raises(ValueError, match=r"available must be a bool tensor of shape \(1, 4\)"):
         model(torch.zeros(1, 4, 16, 16, 16), torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"available must be a bool tensor of shape \(1, 4\)"):
+        model(torch.zeros(1, 4, 16, 16, 16), [True] * 4)
+    with pytest.raises(ValueError, match=r"available must be a bool tensor, got dtype torch.float32"):
+        model(torch.zeros(1, 4, 16, 16, 16), torch.full((1, 4), 0.5))
+    with pytest.raises(ValueError, match="available must be a bool tensor; an integer mask"):
+        model(torch.zeros(1, 4, 16, 16, 16), torch.tensor([[1, 2, 0, 0]]))
     with pytest.raises(ValueError, match=r"available has no modality for sample\(s\) \[1\]"):
         model(torch.zeros(2, 4, 16, 16, 16), torch.tensor([[True] * 4, [False] * 4]))
+    with pytest.raises(ValueError, match=r"available has no modality"):
+        model.decode(model.encode(torch.zeros(1, 4, 16, 16, 16)), torch.zeros(1, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="available must have shape"):
         modality_dropout(torch.ones(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="p_keep"):
+        modality_dropout(ok, p_keep=0.0)
+
+
+def test_integer_mask_accepted(volume):
+    model = tiny("hemis").eval()
+    with torch.no_grad():
+        a = model(volume, torch.tensor([[1, 0, 1, 1]])).seg
+        b = model(volume, torch.tensor([[True, False, True, True]])).seg
+    assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------------------------- summary
 def test_summarize_tiny():
     rows = summarize(size=16, base_channels=4)
-    assert [r["variant"] for r in rows] == list(VARIANTS)
+    assert [r["variant"] for r in rows] == list(ALL) == list(VARIANTS)
     for r in rows:
         assert r["params"] > 0 and r["train_flops"] > r["forward_flops"] > 0
     by_name = {r["variant"]: r for r in rows}
     assert by_name["robustseg"]["params"] > by_name["ablation-mean"]["params"]
+    assert by_name["ablation-mean-dis"]["forward_flops"] > by_name["ablation-mean"]["forward_flops"]
     table = format_table(rows)
-    assert "robustseg" in table and "GFLOP" in table
+    assert all(name in table for name in VARIANTS) and "GFLOP" in table
 
 
-def test_summarize_matches_real_parameter_count():
-    rows = summarize(["hemis"], size=16, base_channels=4)
-    model = build_model("hemis", base_channels=4)
-    assert rows[0]["params"] == sum(p.numel() for p in model.parameters())
+def test_summarize_meta_matches_cpu():
+    """Counting on the meta device (nothing computed) gives the numbers of a real CPU run."""
+    meta = summarize(["robustseg", "imputation"], size=16, base_channels=4, device="meta")
+    cpu = summarize(["robustseg", "imputation"], size=16, base_channels=4, device="cpu")
+    assert meta == cpu
+    model = build_model("robustseg", base_channels=4)
+    assert meta[0]["params"] == sum(p.numel() for p in model.parameters())

@@ -13,17 +13,20 @@ from mmdis.models.encoders import NUM_STAGES, stage_channels
 class SegDecoder(nn.Module):
     r"""Segmentation decoder :math:`\hat Y = D^s(z)` with the fused maps of every stage as skips.
 
-    From the deepest fused map, each stage upsamples by 2 with a 2x2x2 transposed convolution that halves
-    the channels, concatenates the fused skip map of that resolution and applies a residual block; a
-    1x1x1 convolution gives the class logits.
+    Four residual blocks, mirroring the four of each content encoder: one on the deepest fused map
+    :math:`z^{(4)}`, then three stages that each upsample by 2 with a 2x2x2 transposed convolution
+    halving the channels, concatenate the fused skip map of that resolution and apply a residual block.
+    A 1x1x1 convolution gives the class logits.
 
     Shapes:
-        ``skips[s]`` ``(B, C * 2**s, D / 2**s, ...)`` for ``s = 0..3`` -> logits ``(B, K, D, H, W)``.
+        ``skips[s]`` ``(B, C * 2**s, D / 2**s, H / 2**s, W / 2**s)`` for ``s = 0..3`` -> logits
+        ``(B, K, D, H, W)``.
     """
 
     def __init__(self, base_channels: int, num_classes: int, slope: float = LEAKY_SLOPE) -> None:
         super().__init__()
         widths = stage_channels(base_channels)
+        self.bottom = ResBlock(widths[-1], widths[-1], slope)
         self.ups = nn.ModuleList()
         self.blocks = nn.ModuleList()
         for s in reversed(range(NUM_STAGES - 1)):
@@ -32,7 +35,8 @@ class SegDecoder(nn.Module):
         self.head = nn.Conv3d(widths[0], num_classes, 1)
 
     def forward(self, skips: list[Tensor]) -> Tensor:
-        h = skips[-1]
+        """Decode the per-stage fused maps (finest first) into class logits ``(B, K, D, H, W)``."""
+        h = self.bottom(skips[-1])
         for up, block, skip in zip(self.ups, self.blocks, reversed(skips[:-1])):
             h = block(torch.cat([up(h), skip], dim=1))  # cat: (B, 2 C_s, D_s, H_s, W_s)
         return self.head(h)
@@ -47,14 +51,14 @@ class ReconDecoder(nn.Module):
     ReLU) and a final 3x3x3 conv to one channel.
 
     Shapes:
-        ``z`` ``(B, 8C, D/8, H/8, W/8)``, ``a`` ``(B, code_dim)`` -> ``(B, 1, D, H, W)``.
+        ``z`` ``(B, 8C, D/8, H/8, W/8)``, ``a`` ``(B, appearance_dim)`` -> ``(B, 1, D, H, W)``.
     """
 
     def __init__(
         self,
         in_channels: int,
         width: int,
-        code_dim: int = 8,
+        appearance_dim: int = 8,
         num_res: int = 4,
         num_up: int = NUM_STAGES - 1,
         mlp_hidden: int | None = None,
@@ -65,7 +69,7 @@ class ReconDecoder(nn.Module):
         n_params = sum(block.num_params for block in self.res)
         hidden = mlp_hidden or width
         self.mlp = nn.Sequential(
-            nn.Linear(code_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(appearance_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, n_params),
         )  # fmt: skip
         ups: list[nn.Module] = []
@@ -79,6 +83,11 @@ class ReconDecoder(nn.Module):
         self.out = conv3d(w, 1)
 
     def forward(self, z: Tensor, a: Tensor) -> Tensor:
+        """Render the content ``z`` ``(B, 8C, D/8, H/8, W/8)`` in the appearance ``a`` ``(B, A)``.
+
+        Returns:
+            :math:`\\hat x_i` ``(B, 1, D, H, W)``.
+        """
         params = self.mlp(a)  # (B, sum of 4 * width over blocks)
         h = F.relu(self.inp(z))
         for block, p in zip(self.res, params.split([b.num_params for b in self.res], dim=1)):

@@ -56,22 +56,22 @@ class AppearanceEncoder(nn.Module):
     style encoder), global average pooling, and a linear layer to ``(mu, logvar)``.
 
     Shapes:
-        input ``(B, 1, D, H, W)`` -> ``mu``, ``logvar`` each ``(B, code_dim)``.
+        input ``(B, 1, D, H, W)`` -> ``mu``, ``logvar`` each ``(B, appearance_dim)``.
     """
 
-    def __init__(self, in_channels: int = 1, width: int = 16, code_dim: int = 8) -> None:
+    def __init__(self, in_channels: int = 1, width: int = 16, appearance_dim: int = 8) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = [conv3d(in_channels, widths[0], kernel_size=7), nn.ReLU()]
         for w_in, w_out in zip(widths[:-1], widths[1:]):
             layers += [conv3d(w_in, w_out, stride=2), nn.ReLU()]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(widths[-1], 2 * code_dim)
-        self.code_dim = code_dim
+        self.head = nn.Linear(widths[-1], 2 * appearance_dim)
+        self.appearance_dim = appearance_dim
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.features(x).mean(dim=(2, 3, 4))  # (B, 4 width): global average pool
-        mu, logvar = self.head(h).split(self.code_dim, dim=1)  # 2 x (B, code_dim)
+        mu, logvar = self.head(h).split(self.appearance_dim, dim=1)  # 2 x (B, appearance_dim)
         return mu, logvar
 
 
@@ -81,7 +81,7 @@ def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
     .. math:: a_i = \mu_i + \sigma_i \odot \epsilon,\quad \epsilon \sim \mathcal{N}(0, I),
         \quad \sigma_i = \exp(\tfrac12 \log \sigma_i^2)
 
-    Shapes: ``mu``, ``logvar`` ``(..., code_dim)`` -> same.
+    Shapes: ``mu``, ``logvar`` ``(..., appearance_dim)`` -> same.
     """
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
@@ -95,6 +95,6 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 
     the summand of :math:`\mathcal{L}_{KL} = \sum_{i=1}^{M} \mathbb{E}[D_{KL}(p(a_i) \| \mathcal{N}(0, I))]`.
 
-    Shapes: ``mu``, ``logvar`` ``(..., code_dim)`` -> ``(...)`` (summed over the code dimension).
+    Shapes: ``mu``, ``logvar`` ``(..., appearance_dim)`` -> ``(...)`` (summed over the code dimension).
     """
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)

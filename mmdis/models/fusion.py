@@ -17,9 +17,25 @@ from mmdis.models.blocks import LEAKY_SLOPE
 FUSIONS = ("gated", "mean", "max", "hemis")
 
 
-def _mask(delta: Tensor, like: Tensor) -> Tensor:
-    """``delta`` ``(B, M)`` -> ``(B, M, 1, 1, 1, 1)`` in the dtype of ``like``."""
-    return delta.to(like.dtype)[:, :, None, None, None, None]
+def _keep(delta: Tensor) -> Tensor:
+    """``delta`` ``(B, M)`` -> bool ``(B, M, 1, 1, 1, 1)``, broadcastable against ``(B, M, C, D, H, W)``."""
+    return delta.bool()[:, :, None, None, None, None]
+
+
+def drop_unused(content: Tensor, delta: Tensor) -> Tensor:
+    r""":math:`\delta_i c_i`: the content of an unused modality replaced by exact zeros.
+
+    ``torch.where`` rather than a product, so that even a non-finite map (a NaN image of a missing
+    modality) cannot leak into the fused code through ``0 * nan = nan``.
+
+    Shapes: ``content`` ``(B, M, C, D, H, W)``, ``delta`` ``(B, M)`` -> ``(B, M, C, D, H, W)``.
+    """
+    return torch.where(_keep(delta), content, torch.zeros((), dtype=content.dtype, device=content.device))
+
+
+def _count(delta: Tensor, like: Tensor) -> Tensor:
+    """Number of used modalities per sample, ``(B, 1, 1, 1, 1)`` in the dtype of ``like``."""
+    return delta.to(like.dtype).sum(dim=1)[:, None, None, None, None]
 
 
 class GatedFusion(nn.Module):
@@ -40,8 +56,21 @@ class GatedFusion(nn.Module):
         self.act = nn.LeakyReLU(slope)
 
     def forward(self, content: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Gate and fuse one stage.
+
+        A modality with :math:`\delta_i = 0` enters the gate convolution as zeros (the paper's
+        :math:`F(\delta_1 c_1, \dots)`), so ``z`` does not depend on its image at all; its gate is
+        still computed but multiplies zeros.
+
+        Args:
+            content: :math:`c_i` as ``content[:, i]``, ``(B, M, C, D, H, W)``.
+            delta: ``(B, M)`` bool, the modalities to fuse.
+
+        Returns:
+            ``(z, gate)``: ``z`` ``(B, C, D, H, W)``, ``gate`` ``(B, M, D, H, W)`` in ``(0, 1)``.
+        """
         b, m, c, d, h, w = content.shape
-        content = content * _mask(delta, content)  # (B, M, C, D, H, W), delta_i c_i
+        content = drop_unused(content, delta)  # (B, M, C, D, H, W): delta_i c_i
         stacked = content.reshape(b, m * c, d, h, w)  # (B, M*C, D, H, W): concat over modalities
         gate = torch.sigmoid(self.gate_conv(stacked))  # (B, M, D, H, W)
         gated = content * gate[:, :, None]  # (B, M, C, D, H, W), c~_i = c_i * g_i
@@ -50,9 +79,11 @@ class GatedFusion(nn.Module):
 
 
 def masked_mean(content: Tensor, delta: Tensor) -> Tensor:
-    r""":math:`\bar c = \sum_i \delta_i c_i / \sum_i \delta_i`; ``(B, M, C, ...)`` -> ``(B, C, ...)``."""
-    m = _mask(delta, content)
-    return (content * m).sum(1) / m.sum(1).clamp_min(1.0)
+    r""":math:`\bar c = \sum_i \delta_i c_i / \sum_i \delta_i`; ``(B, M, C, ...)`` -> ``(B, C, ...)``.
+
+    The average runs over the used modalities only, so a missing one is not averaged in as zeros.
+    """
+    return drop_unused(content, delta).sum(dim=1) / _count(delta, content).clamp_min(1.0)
 
 
 class MeanFusion(nn.Module):
@@ -66,8 +97,8 @@ class MaxFusion(nn.Module):
     r"""Element-wise maximum over the used modalities, :math:`z = \max_{i:\,\delta_i=1} c_i`."""
 
     def forward(self, content: Tensor, delta: Tensor) -> tuple[Tensor, None]:
-        unused = ~delta.bool()[:, :, None, None, None, None]  # (B, M, 1, 1, 1, 1)
-        return content.masked_fill(unused, float("-inf")).amax(dim=1), None
+        # -inf can never win the maximum, and every sample has at least one used modality.
+        return content.masked_fill(~_keep(delta), float("-inf")).amax(dim=1), None
 
 
 class HeMISFusion(nn.Module):
@@ -88,9 +119,9 @@ class HeMISFusion(nn.Module):
         self.act = nn.LeakyReLU(slope)
 
     def forward(self, content: Tensor, delta: Tensor) -> tuple[Tensor, None]:
-        m = _mask(delta, content)
         mean = masked_mean(content, delta)  # (B, C, D, H, W)
-        var = ((content - mean[:, None]) ** 2 * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, C, D, H, W)
+        sq_dev = drop_unused((content - mean[:, None]) ** 2, delta)  # (B, M, C, D, H, W)
+        var = sq_dev.sum(dim=1) / _count(delta, content).clamp_min(1.0)  # (B, C, D, H, W)
         return self.act(self.proj(torch.cat([mean, var], dim=1))), None  # cat: (B, 2C, D, H, W)
 
 

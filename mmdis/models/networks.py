@@ -1,20 +1,25 @@
-r"""The multimodal segmentation networks: RobustSeg (Chen et al., 2019) and its ablations and baselines.
+r"""The multimodal segmentation networks: RobustSeg (Chen et al., 2019), its ablations and baselines.
 
-``model(x, available)`` runs :meth:`MultimodalSegNet.encode` and :meth:`MultimodalSegNet.decode`; the
-two are public so that one encoding of a case serves all 15 modality subsets (the encoders of RobustSeg
-see one modality each, so which modalities are available only matters from the fusion on).
+All five networks are one class, :class:`MultimodalSegNet`, switched by the flags of :class:`ModelConfig`;
+:func:`build_model` knows the named presets of :data:`VARIANTS`.
+
+``model(x, available)`` is :meth:`~MultimodalSegNet.encode`, then modality dropout (training only), then
+:meth:`~MultimodalSegNet.decode`. Encoding and decoding are public because every encoder of RobustSeg
+sees one modality: which modalities are available matters only from the fusion on, so one encoding of a
+case serves all 15 modality subsets.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mmdis.conventions import NUM_CLASSES, NUM_MODALITIES
-from mmdis.models.blocks import LEAKY_SLOPE
+from mmdis.models.config import VARIANTS, ModelConfig
 from mmdis.models.decoders import ReconDecoder, SegDecoder
+from mmdis.models.dropout import modality_dropout
 from mmdis.models.encoders import (
     NUM_STAGES,
     AppearanceEncoder,
@@ -23,96 +28,24 @@ from mmdis.models.encoders import (
     reparameterize,
     stage_channels,
 )
-from mmdis.models.fusion import FUSIONS, build_fusion
+from mmdis.models.fusion import build_fusion
 
 #: Input spatial sizes must be multiples of this (three stride-2 stages).
 SIZE_MULTIPLE = 2 ** (NUM_STAGES - 1)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters of a network; kept as ``model.config``.
-
-    Attributes:
-        variant: name the config was built from (informative only).
-        base_channels: width ``C`` of the first stage; stages have ``C, 2C, 4C, 8C`` channels.
-        num_classes: segmentation classes ``K`` (4 canonical labels).
-        num_modalities: ``M`` input modalities.
-        fusion: one of ``gated``, ``mean``, ``max``, ``hemis`` (ignored when ``early_fusion``).
-        disentangle: add appearance encoders, reconstruction decoders and the KL term.
-        early_fusion: one encoder over the ``M``-channel input with missing inputs zero-filled
-            (the "imputation" baseline) instead of one content encoder per modality.
-        modality_dropout: drop available modalities at random in train mode (``delta_i``).
-        p_keep: probability of keeping an available modality under modality dropout.
-        code_dim: size of the appearance code ``a_i``.
-        appearance_channels: width of the first appearance-encoder layer.
-        recon_channels: width of the reconstruction decoders' residual blocks (``None``: ``2 C``).
-        recon_res_blocks: number of AdaIN residual blocks per reconstruction decoder.
-        leaky_slope: negative slope of the LeakyReLUs.
-    """
-
-    variant: str = "custom"
-    base_channels: int = 16
-    num_classes: int = NUM_CLASSES
-    num_modalities: int = NUM_MODALITIES
-    fusion: str = "gated"
-    disentangle: bool = True
-    early_fusion: bool = False
-    modality_dropout: bool = True
-    p_keep: float = 0.5
-    code_dim: int = 8
-    appearance_channels: int = 16
-    recon_channels: int | None = None
-    recon_res_blocks: int = 4
-    leaky_slope: float = LEAKY_SLOPE
-
-    def __post_init__(self) -> None:
-        for name in ("base_channels", "num_classes", "num_modalities", "code_dim", "appearance_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
-        rc, nres = self.recon_channels, self.recon_res_blocks
-        if rc is not None and (not isinstance(rc, int) or rc < 2):
-            raise ValueError(f"recon_channels must be an integer >= 2 or None, got {rc!r}")
-        if not isinstance(nres, int) or nres < 0:
-            raise ValueError(f"recon_res_blocks must be a non-negative integer, got {nres!r}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {self.fusion!r}")
-        if not 0.0 < self.p_keep <= 1.0:
-            raise ValueError(f"p_keep must lie in (0, 1], got {self.p_keep}")
-        if self.early_fusion and self.disentangle:
-            raise ValueError(
-                "disentangle needs per-modality encoders; it cannot be combined with early_fusion"
-            )
-
-    @property
-    def recon_width(self) -> int:
-        return self.recon_channels if self.recon_channels is not None else 2 * self.base_channels
-
-
-#: Named variants: overrides of :class:`ModelConfig`.
-VARIANTS: dict[str, dict] = {
-    "robustseg": {"fusion": "gated", "disentangle": True},
-    "ablation-mean": {"fusion": "mean", "disentangle": False},
-    "ablation-mean-dis": {"fusion": "mean", "disentangle": True},
-    "hemis": {"fusion": "hemis", "disentangle": False},
-    "imputation": {"early_fusion": True, "disentangle": False, "modality_dropout": False},
-}
-
-
 @dataclass
 class Encoded:
-    """What the encoders produce from a full input, independent of availability.
+    """What the encoders make of a full input, before anything depends on availability.
 
     Attributes:
-        x: the input ``(B, M, D, H, W)`` (kept for the early-fusion baseline, which encodes in ``decode``).
-        content: per stage ``s``, ``content[s][:, i]`` is :math:`c_i` at stage ``s``:
-            ``(B, M, C * 2**s, D / 2**s, ...)``; ``None`` for early fusion.
-        appearance: :math:`a_i` as ``appearance[:, i]`` ``(B, M, code_dim)`` (sampled in train mode, ``mu``
-            in eval), or ``None`` without disentanglement.
-        mu, logvar: posterior of the appearance codes, ``(B, M, code_dim)`` or ``None``.
+        x: the input ``(B, M, D, H, W)``, kept for the early-fusion baseline, which can only encode once
+            it knows which images to zero-fill.
+        content: per stage ``s``, ``content[s][:, i]`` is :math:`c_i`, shape
+            ``(B, M, C * 2**s, D / 2**s, H / 2**s, W / 2**s)``; ``None`` for early fusion.
+        appearance: ``appearance[:, i]`` is :math:`a_i`, ``(B, M, appearance_dim)``: sampled in train mode,
+            the mean in eval mode; ``None`` without disentanglement.
+        mu, logvar: Gaussian posterior of the appearance codes, each ``(B, M, appearance_dim)`` or ``None``.
     """
 
     x: Tensor
@@ -122,8 +55,8 @@ class Encoded:
     logvar: Tensor | None = None
 
     def repeat(self, n: int) -> Encoded:
-        """Each sample repeated ``n`` times along the batch (``b * n + k`` is copy ``k`` of ``b``), e.g.
-        to decode all 15 modality subsets of one case in one batch."""
+        """Every sample repeated ``n`` times along the batch (row ``b * n + k`` is copy ``k`` of ``b``),
+        e.g. to decode the 15 modality subsets of one case as one batch."""
 
         def rep(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.repeat_interleave(n, dim=0)  # (B * n, ...)
@@ -134,16 +67,18 @@ class Encoded:
 
 @dataclass
 class ModelOutput:
-    """Everything the losses and the evaluation need from one forward pass.
+    """Everything the losses and the evaluation need from one pass.
 
     Attributes:
-        seg: logits ``(B, K, D, H, W)``.
-        recon: reconstructions :math:`\\hat x_i` ``(B, M, D, H, W)`` or ``None``.
-        mu, logvar: appearance posteriors ``(B, M, code_dim)`` or ``None``.
-        kl: per-sample, per-modality KL divergence ``(B, M)`` or ``None``.
-        gates: per stage the gate maps ``(B, M, D_s, H_s, W_s)`` (gated fusion only) or ``None``.
-        delta: ``(B, M)`` bool, the modalities actually fused (after modality dropout).
-        fused: per stage the fused maps ``z`` ``(B, C_s, D_s, H_s, W_s)``.
+        seg: logits :math:`\\hat Y`, ``(B, K, D, H, W)``.
+        delta: ``(B, M)`` bool, the modalities actually fused (:math:`\\delta`, after modality dropout).
+        recon: reconstructions :math:`\\hat x_i` as ``recon[:, i]``, ``(B, M, D, H, W)``, or ``None``.
+        mu, logvar: appearance posteriors, ``(B, M, appearance_dim)``, or ``None``.
+        kl: per-sample, per-modality KL divergence of the appearance code, ``(B, M)``, or ``None``.
+        gates: per stage the gate maps :math:`g_i` as ``gates[s][:, i]``, ``(B, M, D_s, H_s, W_s)``
+            (gated fusion only), or ``None``.
+        fused: per stage the fused map ``z``, ``(B, C * 2**s, D_s, H_s, W_s)``; the last is the ``z`` of
+            Eq. (1).
     """
 
     seg: Tensor
@@ -156,42 +91,10 @@ class ModelOutput:
     fused: list[Tensor] = field(default_factory=list)
 
 
-def modality_dropout(
-    available: Tensor, p_keep: float = 0.5, generator: torch.Generator | None = None
-) -> Tensor:
-    r"""Bernoulli indicators :math:`\delta_i` of Eq. (1).
-
-    .. math::
-        \delta_i = \mathbb{1}[\text{available}_i] \cdot \mathrm{Bernoulli}(p_{keep}),
-
-    and where a sample would keep nothing, one of its available modalities (uniformly at random) is
-    switched back on. Never keeps an unavailable modality. Written without data-dependent Python
-    branches, so it also runs on the ``meta`` device.
-
-    Args:
-        available: ``(B, M)`` bool; every row must hold at least one True.
-        p_keep: keep probability of each available modality.
-        generator: optional random generator (on the device of ``available``).
-
-    Returns:
-        ``(B, M)`` bool.
-    """
-    if available.dim() != 2:
-        raise ValueError(f"available must have shape (B, M), got {tuple(available.shape)}")
-    available = available.bool()
-    u = torch.rand(available.shape, generator=generator, device=available.device)
-    keep = available & (u < p_keep)
-    # A random available modality per row: the argmax of uniform scores restricted to available ones.
-    scores = torch.rand(available.shape, generator=generator, device=available.device)
-    scores = scores.masked_fill(~available, -1.0)
-    pick = nn.functional.one_hot(scores.argmax(dim=1), available.shape[1]).bool()  # (B, M)
-    none_kept = ~keep.any(dim=1, keepdim=True)  # (B, 1)
-    return keep | (none_kept & pick & available)
-
-
 class MultimodalSegNet(nn.Module):
-    """Per-modality content encoders, per-stage fusion, a U-Net segmentation decoder and (optionally)
-    the appearance encoders and reconstruction decoders of feature disentanglement.
+    """Per-modality content encoders, per-stage fusion and a U-Net segmentation decoder, optionally with
+    the appearance encoders and reconstruction decoders of feature disentanglement; or, with
+    ``early_fusion``, a plain 3-D U-Net over the stacked modalities.
 
     Call as ``model(x, available)`` with ``x`` ``(B, M, D, H, W)`` and ``available`` ``(B, M)`` bool.
     """
@@ -199,132 +102,159 @@ class MultimodalSegNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        m, base = config.num_modalities, config.base_channels
+        m, base, slope = config.in_modalities, config.base_channels, config.leaky_slope
         widths = stage_channels(base)
+        self.fusions: nn.ModuleList | None = None
         if config.early_fusion:
-            self.encoders = nn.ModuleList([ContentEncoder(m, base, config.leaky_slope)])
-            self.fusions = None
+            self.encoders = nn.ModuleList([ContentEncoder(m, base, slope)])
         else:
-            self.encoders = nn.ModuleList([ContentEncoder(1, base, config.leaky_slope) for _ in range(m)])
-            self.fusions = nn.ModuleList(
-                [build_fusion(config.fusion, w, m, config.leaky_slope) for w in widths]
-            )
-        self.seg_decoder = SegDecoder(base, config.num_classes, config.leaky_slope)
+            self.encoders = nn.ModuleList([ContentEncoder(1, base, slope) for _ in range(m)])
+            self.fusions = nn.ModuleList([build_fusion(config.fusion, w, m, slope) for w in widths])
+        self.seg_decoder = SegDecoder(base, config.num_classes, slope)
+        self.appearance_encoders: nn.ModuleList | None = None
+        self.recon_decoders: nn.ModuleList | None = None
         if config.disentangle:
+            dim = config.appearance_dim
             self.appearance_encoders = nn.ModuleList(
-                [AppearanceEncoder(1, config.appearance_channels, config.code_dim) for _ in range(m)]
+                [AppearanceEncoder(1, config.appearance_channels, dim) for _ in range(m)]
             )
             self.recon_decoders = nn.ModuleList(
-                [
-                    ReconDecoder(widths[-1], config.recon_width, config.code_dim, config.recon_res_blocks)
-                    for _ in range(m)
-                ]
+                [ReconDecoder(widths[-1], config.recon_width, dim, config.recon_res_blocks) for _ in range(m)]
             )
-        else:
-            self.appearance_encoders = None
-            self.recon_decoders = None
 
     # ----------------------------------------------------------------------------------- checks
     def _check_x(self, x: Tensor) -> None:
-        m = self.config.num_modalities
-        if x.dim() != 5:
-            raise ValueError(f"x must have shape (B, {m}, D, H, W), got {tuple(x.shape)}")
+        m = self.config.in_modalities
+        if not isinstance(x, Tensor) or x.dim() != 5:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape (B, {m}, D, H, W), got {shape}")
         if x.shape[1] != m:
             raise ValueError(f"x must have {m} channels (one per modality) in dim 1, got {x.shape[1]}")
-        bad = [s for s in x.shape[2:] if s % SIZE_MULTIPLE]
-        if bad:
+        if any(s % SIZE_MULTIPLE for s in x.shape[2:]):
             raise ValueError(
                 f"x spatial size {tuple(x.shape[2:])} must be divisible by {SIZE_MULTIPLE} in every axis"
             )
 
     def _check_available(self, available: Tensor, batch: int) -> Tensor:
-        m = self.config.num_modalities
+        m = self.config.in_modalities
         if not isinstance(available, Tensor) or tuple(available.shape) != (batch, m):
             shape = tuple(available.shape) if isinstance(available, Tensor) else type(available).__name__
             raise ValueError(f"available must be a bool tensor of shape ({batch}, {m}), got {shape}")
+        if available.is_floating_point() or available.is_complex():
+            # A float mask is usually a probability or a weight by mistake; refuse to guess.
+            raise ValueError(f"available must be a bool tensor, got dtype {available.dtype}")
+        meta = available.device.type == "meta"
+        if available.dtype != torch.bool and not meta and bool(((available != 0) & (available != 1)).any()):
+            raise ValueError("available must be a bool tensor; an integer mask must hold only 0 and 1")
         available = available.bool()
-        if available.device.type != "meta" and not bool(available.any(dim=1).all()):
+        if not meta and not bool(available.any(dim=1).all()):
             rows = (~available.any(dim=1)).nonzero().flatten().tolist()
             raise ValueError(f"available has no modality for sample(s) {rows}: at least one must be True")
         return available
 
-    # ------------------------------------------------------------------------------ forward
+    # ---------------------------------------------------------------------------------- passes
     def encode(self, x: Tensor) -> Encoded:
-        """Run the encoders that do not depend on availability.
+        """Run the per-modality encoders once; nothing here depends on which modalities are available.
+
+        In train mode the appearance codes are sampled (reparameterisation), in eval mode they are the
+        posterior means.
 
         Args:
             x: ``(B, M, D, H, W)``.
+
+        Raises:
+            ValueError: if ``x`` has the wrong shape.
         """
         self._check_x(x)
         if self.config.early_fusion:
             return Encoded(x=x)
-        per_mod = [enc(x[:, i : i + 1]) for i, enc in enumerate(self.encoders)]  # M x S x (B, C_s, ...)
-        content = [torch.stack(stage, dim=1) for stage in zip(*per_mod)]  # S x (B, M, C_s, D_s, H_s, W_s)
-        enc = Encoded(x=x, content=content)
+        per_modality = [enc(x[:, i : i + 1]) for i, enc in enumerate(self.encoders)]  # M x S x (B, C_s, ..)
+        content = [torch.stack(stage, dim=1) for stage in zip(*per_modality)]  # S x (B, M, C_s, D_s, ..)
+        encoded = Encoded(x=x, content=content)
         if self.appearance_encoders is not None:
-            posts = [e(x[:, i : i + 1]) for i, e in enumerate(self.appearance_encoders)]
-            enc.mu = torch.stack([p[0] for p in posts], dim=1)  # (B, M, code_dim)
-            enc.logvar = torch.stack([p[1] for p in posts], dim=1)  # (B, M, code_dim)
-            enc.appearance = reparameterize(enc.mu, enc.logvar) if self.training else enc.mu
-        return enc
+            posteriors = [enc(x[:, i : i + 1]) for i, enc in enumerate(self.appearance_encoders)]
+            encoded.mu = torch.stack([p[0] for p in posteriors], dim=1)  # (B, M, appearance_dim)
+            encoded.logvar = torch.stack([p[1] for p in posteriors], dim=1)  # (B, M, appearance_dim)
+            encoded.appearance = reparameterize(encoded.mu, encoded.logvar) if self.training else encoded.mu
+        return encoded
 
     def decode(self, encoded: Encoded, available: Tensor) -> ModelOutput:
-        """Fuse the available modalities and decode.
+        """Fuse exactly the modalities marked in ``available`` (:math:`\\delta = ` ``available``) and decode.
 
-        In train mode ``delta`` is drawn by :func:`modality_dropout` (when enabled), otherwise
-        ``delta = available``.
+        No dropout happens here, so that decoding the 15 subsets of one encoding is deterministic.
 
         Args:
             encoded: output of :meth:`encode` (or its :meth:`Encoded.repeat`).
-            available: ``(B, M)`` bool.
+            available: ``(B, M)`` bool, the modalities to fuse.
+
+        Returns:
+            :class:`ModelOutput` with ``delta = available``.
+
+        Raises:
+            ValueError: if ``available`` has the wrong shape or dtype or a row without any modality.
         """
         x = encoded.x
-        available = self._check_available(available, x.shape[0])
-        cfg = self.config
-        if self.training and cfg.modality_dropout:
-            delta = modality_dropout(available, cfg.p_keep)
-        else:
-            delta = available
-        if cfg.early_fusion:
-            x_in = x * delta.to(x.dtype)[:, :, None, None, None]  # (B, M, D, H, W), missing -> 0
-            fused = self.encoders[0](x_in)
+        delta = self._check_available(available, x.shape[0])
+        if self.config.early_fusion:
+            # Zero-fill what is missing: after z-scoring inside the brain, 0 is the mean intensity.
+            keep = delta[:, :, None, None, None]  # (B, M, 1, 1, 1)
+            fused = self.encoders[0](torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device)))
             gates = None
         else:
             assert encoded.content is not None and self.fusions is not None
-            fused, gate_list = [], []
+            fused, gates = [], []
             for fusion, content in zip(self.fusions, encoded.content):
-                z, g = fusion(content, delta)
+                z, gate = fusion(content, delta)
                 fused.append(z)
-                gate_list.append(g)
-            gates = gate_list if cfg.fusion == "gated" else None
+                gates.append(gate)
+            gates = gates if self.config.fusion == "gated" else None
         out = ModelOutput(seg=self.seg_decoder(fused), delta=delta, gates=gates, fused=fused)
         if self.recon_decoders is not None:
             assert encoded.appearance is not None and encoded.mu is not None and encoded.logvar is not None
-            z = fused[-1]  # (B, 8C, D/8, H/8, W/8)
+            z = fused[-1]  # (B, 8C, D/8, H/8, W/8): Eq. (1) renders from the deepest fused code only
             recon = [dec(z, encoded.appearance[:, i]) for i, dec in enumerate(self.recon_decoders)]
             out.recon = torch.cat(recon, dim=1)  # M x (B, 1, D, H, W) -> (B, M, D, H, W)
             out.mu, out.logvar = encoded.mu, encoded.logvar
             out.kl = gaussian_kl(encoded.mu, encoded.logvar)  # (B, M)
         return out
 
-    def forward(self, x: Tensor, available: Tensor) -> ModelOutput:
-        """``x`` ``(B, M, D, H, W)``, ``available`` ``(B, M)`` bool -> :class:`ModelOutput`."""
+    def forward(self, x: Tensor, available: Tensor, generator: torch.Generator | None = None) -> ModelOutput:
+        """Encode, draw :math:`\\delta` by :func:`modality_dropout` (train mode, when enabled), decode.
+
+        Args:
+            x: ``(B, M, D, H, W)``; the image of a modality marked unavailable is never used.
+            available: ``(B, M)`` bool.
+            generator: optional random generator for the modality dropout draw.
+
+        Returns:
+            :class:`ModelOutput`; ``delta`` is the mask actually fused.
+
+        Raises:
+            ValueError: for a wrongly shaped ``x`` or ``available``, or a sample without any modality.
+        """
         self._check_x(x)
-        self._check_available(available, x.shape[0])
-        return self.decode(self.encode(x), available)
+        available = self._check_available(available, x.shape[0])  # before the costly encoders
+        encoded = self.encode(x)
+        delta = available
+        if self.training and self.config.modality_dropout:
+            delta = modality_dropout(available, self.config.p_keep, generator)
+        return self.decode(encoded, delta)
 
 
-def build_model(name: str = "robustseg", **overrides) -> MultimodalSegNet:
-    """Build a named variant (see :data:`VARIANTS`), with :class:`ModelConfig` fields overridden.
+def build_model(name: str = "robustseg", **overrides: Any) -> MultimodalSegNet:
+    """Build a named preset of :data:`VARIANTS`, with :class:`ModelConfig` fields overridden.
+
+    Example: ``build_model("hemis", base_channels=8)``.
 
     Raises:
-        ValueError: for an unknown variant name or an unknown or invalid config field.
+        ValueError: for an unknown variant name (the message lists the known ones) or an unknown or
+            invalid config field (the message names it).
     """
     if name not in VARIANTS:
-        raise ValueError(f"unknown model variant {name!r}; known variants: {sorted(VARIANTS)}")
-    known = set(asdict(ModelConfig()))
+        raise ValueError(f"unknown model variant {name!r}; known variants: {list(VARIANTS)}")
+    preset = ModelConfig(name=name, **VARIANTS[name])
+    known = {f.name for f in fields(ModelConfig)} - {"name"}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown ModelConfig field(s) {unknown}; known fields: {sorted(known)}")
-    config = replace(ModelConfig(variant=name, **VARIANTS[name]), **overrides)
-    return MultimodalSegNet(config)
+    return MultimodalSegNet(replace(preset, **overrides))

@@ -6,14 +6,21 @@ products, 2 FLOPs per multiply-add); normalisation, activations and element-wise
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmdis.conventions import NUM_CLASSES, NUM_MODALITIES
-from mmdis.models.networks import VARIANTS, build_model
+from mmdis.losses import LossConfig, total_loss
+from mmdis.models.config import VARIANTS
+from mmdis.models.networks import build_model
+
+#: Every named variant, in the order of :data:`mmdis.models.config.VARIANTS`.
+ALL: tuple[str, ...] = tuple(VARIANTS)
 
 
-def _count_flops(fn) -> int:
+def _count_flops(fn: Callable[[], None]) -> int:
     counter = FlopCounterMode(display=False)
     with counter:
         fn()
@@ -21,7 +28,7 @@ def _count_flops(fn) -> int:
 
 
 def summarize(
-    variants: list[str] | None = None,
+    variants: Sequence[str] = ALL,
     size: int = 80,
     base_channels: int = 16,
     batch: int = 1,
@@ -30,7 +37,7 @@ def summarize(
     """Parameters and FLOPs per variant for one ``size**3`` input.
 
     Args:
-        variants: names from :data:`mmdis.models.networks.VARIANTS` (default: all, in that order).
+        variants: names from :data:`mmdis.models.config.VARIANTS` (default: all, in that order).
         size: cube side of the input patch (a multiple of 8).
         base_channels: ``C`` of the first stage.
         batch: batch size.
@@ -40,10 +47,8 @@ def summarize(
         One dict per variant with ``variant``, ``params``, ``forward_flops`` (eval-mode forward) and
         ``train_flops`` (train-mode forward, loss of Eq. (3) and backward).
     """
-    from mmdis.losses import LossConfig, total_loss
-
     rows = []
-    for name in variants or list(VARIANTS):
+    for name in variants:
         with torch.device(device):
             model = build_model(name, base_channels=base_channels)
             x = torch.randn(batch, NUM_MODALITIES, size, size, size)
