@@ -20,7 +20,7 @@ SHAPE = (12, 14, 10)
 AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
 #: Default case id of each layout, spelled as the real datasets spell them.
 CASE_IDS = {"brats2021": "BraTS2021_00000", "brats2023": "BraTS-GLI-00000-000", "msd": "BRATS_001",
-            "brats2015": "brats_tcia_pat001_1"}
+            "brats2015": "brats_tcia_pat001_1", "authors": "brats_2013_pat0001_1"}
 _NIFTI_NAMES = {"brats2021": ("_", {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2"}),
                 "brats2023": ("-", {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w"})}
 _MHA_NAMES = dict(zip(MODALITIES, ("Flair", "T1", "T1c", "T2")))
@@ -157,12 +157,49 @@ def write_brats2015_case(root, case_id=CASE_IDS["brats2015"], labelled=True, sha
     return d
 
 
+def write_authors_case(root, case_id=CASE_IDS["authors"], modalities=MODALITIES, labelled=True, shape=SHAPE,
+                       seed=0, label=None, affine=AFFINE, brain_mask=True, zscored=False, group=None,
+                       ext=".nii.gz") -> Path:
+    """A case in the authors' layout: ``<Mod>_subtrMeanDivStd``, ``brainmask``, ``OTMultiClass`` (0-4).
+
+    Args:
+        root: dataset folder; the case goes to ``root/[group/]case_id``.
+        modalities: which modality files to write (the real sample has ``("flair", "t1ce")``).
+        labelled: write ``OTMultiClass``.
+        brain_mask: write ``brainmask`` (the brain block of :func:`tiny_volumes`, as uint8 0/1).
+        zscored: write the images as the real files are: z-scored within the mask, the background filled
+            with the volume's minimum. Otherwise the :func:`tiny_volumes` values are written unchanged
+            (zero background), so a reader can be compared with them.
+
+    Returns:
+        The case folder.
+    """
+    images, default_label = tiny_volumes(shape, seed)
+    mask = images["flair"] != 0  # tiny_volumes' brain block
+    d = Path(root) / case_id if group is None else Path(root) / group / case_id
+    d.mkdir(parents=True, exist_ok=True)
+    for m in modalities:
+        vol = images[m]
+        if zscored:
+            inside = (vol[mask] - vol[mask].mean()) / vol[mask].std()
+            vol = np.full(shape, inside.min(), np.float32)
+            vol[mask] = inside
+        save_nii(vol.astype(np.float32), d / f"{_MHA_NAMES[m]}_subtrMeanDivStd{ext}", affine)
+    if brain_mask:
+        save_nii(mask.astype(np.uint8), d / f"brainmask{ext}", affine)
+    if labelled:
+        raw = from_canonical(default_label if label is None else label, "brats2015")
+        save_nii(raw.astype(np.float32), d / f"OTMultiClass{ext}", affine)  # float, as in the sample
+    return d
+
+
 #: layout -> writer(root, case_id=..., labelled=..., seed=..., ...).
 WRITERS = {
     "brats2021": write_brats2021_case,
     "brats2023": write_brats2023_case,
     "msd": write_msd_case,
     "brats2015": write_brats2015_case,
+    "authors": write_authors_case,
 }
 
 

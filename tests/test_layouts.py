@@ -13,14 +13,16 @@ from conftest import (
     rewrite_volume,
     save_nii,
     tiny_volumes,
+    write_authors_case,
     write_brats2015_case,
     write_brats_case,
     write_msd_case,
 )
 
-from mmdis.conventions import MODALITIES, LabelError
+from mmdis.conventions import MODALITIES, SUBSETS, LabelError, subset_name
 from mmdis.data.io import CaseError, CorruptFileError, GeometryError, IntensityError, MissingModalityError
 from mmdis.data.layouts import LAYOUTS, detect_layout, discover_cases, load_dataset, read_case
+from mmdis.data.preprocess import bounding_box, crop, preprocess_case
 
 MULTI_FILE = [layout for layout in LAYOUTS if layout != "msd"]
 #: Dataset label -> canonical label, written out by hand (not taken from mmdis.conventions).
@@ -29,7 +31,10 @@ EXPECTED_MAPPING = {
     "brats2023": {0: 0, 1: 1, 2: 2, 3: 3},
     "msd": {0: 0, 1: 2, 2: 1, 3: 3},
     "brats2015": {0: 0, 1: 1, 2: 2, 3: 1, 4: 3},
+    "authors": {0: 0, 1: 1, 2: 2, 3: 1, 4: 3},
 }
+#: The label numbering of each layout; the authors' files number labels as BraTS 2015 does.
+CONVENTION = {**{layout: layout for layout in LAYOUTS}, "authors": "brats2015"}
 
 
 def _only_case(root):
@@ -56,7 +61,7 @@ def test_detect_discover_and_read(tmp_path, layout):
         np.testing.assert_array_equal(raw.images[m], want)
     np.testing.assert_array_equal(raw.label, label)  # labels mapped back to canonical
     assert raw.label.dtype == np.uint8 and raw.available == (True,) * 4
-    assert raw.label_convention == layout and raw.layout == layout
+    assert raw.label_convention == CONVENTION[layout] and raw.layout == layout
     assert raw.affine.shape == (4, 4) and set(MODALITIES) <= set(raw.sources)
 
 
@@ -135,7 +140,8 @@ def test_missing_modality_refused_or_left_out(tmp_path, layout):
     WRITERS[layout](tmp_path, modalities=("flair", "t1ce", "t2"))
     files = _only_case(tmp_path)
     assert set(files.images) == {"flair", "t1ce", "t2"}  # still listed, with a gap
-    expected_name = {"brats2021": "_t1.nii.gz", "brats2023": "-t1n.nii.gz", "brats2015": "MR_T1."}[layout]
+    expected_name = {"brats2021": "_t1.nii.gz", "brats2023": "-t1n.nii.gz", "brats2015": "MR_T1.",
+                     "authors": "/T1_subtrMeanDivStd.nii.gz"}[layout]
     with pytest.raises(MissingModalityError, match=rf"{files.case_id}.*t1 .*{re.escape(expected_name)}"):
         read_case(files)
     raw = read_case(files, allow_missing=True)
@@ -320,3 +326,166 @@ def test_nifti_in_the_wrong_numbering(tmp_path):
     save_nii(label, d / "c1_seg.nii.gz")  # canonical == 2023 numbering
     with pytest.raises(LabelError, match=r"c1.*c1_seg\.nii\.gz.*\[3\].*brats2021"):
         read_case(_only_case(tmp_path))
+
+
+# --- the authors' layout: z-scored images, a shipped brain mask, BraTS 2015 labels ------------------
+
+def _authors(tmp_path, **kw):
+    """Write one authors' case and return its :class:`CaseFiles`."""
+    write_authors_case(tmp_path, **kw)
+    return _only_case(tmp_path)
+
+
+@pytest.mark.parametrize("available", SUBSETS, ids=subset_name)
+def test_authors_any_subset_of_modalities(tmp_path, available):
+    modalities = [m for m, a in zip(MODALITIES, available) if a]
+    write_authors_case(tmp_path, modalities=modalities)
+    assert detect_layout(tmp_path) == "authors"
+    files = _only_case(tmp_path)
+    assert files.available == available and files.label_convention == "brats2015" and files.zscored
+    raw = read_case(files, allow_missing=True)
+    assert raw.available == available and set(raw.images) == set(modalities)  # never zero-filled
+    images, _ = tiny_volumes()
+    for m in modalities:
+        np.testing.assert_array_equal(raw.images[m], images[m])
+    if not all(available):
+        with pytest.raises(MissingModalityError, match=rf"{files.case_id}: missing .*_subtrMeanDivStd"):
+            read_case(files)
+
+
+def test_authors_detection_groups_names_and_hints(tmp_path):
+    write_authors_case(tmp_path / "a", "pat1", group="train")  # DeepMedic's train/ and validation/
+    write_authors_case(tmp_path / "a", "pat2", group="validation", labelled=False, seed=1)
+    write_authors_case(tmp_path / "a", "pat3", seed=2)
+    assert detect_layout(tmp_path / "a") == "authors"
+    cases = discover_cases(tmp_path / "a")
+    assert [(c.case_id, c.group, c.label is not None) for c in cases] == [
+        ("pat1", "train", True), ("pat2", "validation", False), ("pat3", None, True)]
+    with pytest.raises(CaseError, match="pat3 looks like a single authors case: pass its parent"):
+        detect_layout(tmp_path / "a" / "pat3")
+    # File names in another case, and uncompressed, are the same files.
+    d = write_authors_case(tmp_path / "b", "pat4", modalities=("t2",), ext=".nii")
+    (d / "T2_subtrMeanDivStd.nii").rename(d / "t2_SUBTRMEANDIVSTD.nii")
+    files = _only_case(tmp_path / "b")
+    assert files.available == (False, False, False, True) and files.brain_mask.name == "brainmask.nii"
+    # A mask alone does not make a case.
+    save_nii(np.ones((4, 4, 4), np.uint8), tmp_path / "c" / "x" / "brainmask.nii.gz")
+    with pytest.raises(CaseError, match="matches no known dataset layout"):
+        detect_layout(tmp_path / "c")
+
+
+def test_authors_two_files_for_one_volume(tmp_path):
+    d = write_authors_case(tmp_path)
+    shutil.copy(d / "Flair_subtrMeanDivStd.nii.gz", d / "FLAIR_subtrMeanDivStd.nii.gz")
+    with pytest.raises(CaseError, match=rf"{d.name}: two files for one volume.*(Flair|FLAIR)_subtr"):
+        discover_cases(tmp_path)
+
+
+def test_authors_brain_mask_missing_empty_or_not_binary(tmp_path):
+    files = _authors(tmp_path)
+    mask = files.brain_mask
+    mask.unlink()
+    files = _only_case(tmp_path)
+    with pytest.raises(CaseError, match=rf"{files.case_id}: brain mask file .*brainmask\.nii\.gz does not"):
+        read_case(files, allow_missing=True)  # allowing missing modalities does not excuse the mask
+    write_authors_case(tmp_path)
+    files = _only_case(tmp_path)
+    rewrite_volume(mask, lambda a, aff: (np.zeros_like(a), aff))
+    with pytest.raises(IntensityError, match=rf"{files.case_id}: brain mask .*brainmask\.nii\.gz is empty"):
+        read_case(files)
+    brain = tiny_volumes()[0]["flair"] != 0
+    rewrite_volume(mask, lambda a, aff: ((brain * (1 + np.indices(a.shape)[0] % 2)).astype(a.dtype), aff))
+    with pytest.raises(CaseError, match=r"brainmask\.nii\.gz must be binary .*0, 1, 2"):  # a label map
+        read_case(files)
+    rewrite_volume(mask, lambda a, aff: (brain.astype(a.dtype) * 255, aff))  # 0/255 is binary all the same
+    np.testing.assert_array_equal(read_case(files).brain_mask, brain)
+
+
+def test_authors_non_finite_mask(tmp_path):
+    files = _authors(tmp_path)
+    rewrite_volume(files.brain_mask, _set_nan)
+    with pytest.raises(IntensityError, match=_names(files)(files.brain_mask) + ".*non-finite"):
+        read_case(files)
+
+
+def test_authors_label_outside_brats2015_set(tmp_path):
+    files = _authors(tmp_path)
+
+    def add_five(a, aff):
+        a = a.copy()
+        a[5, 6, 4] = 5
+        return a, aff
+
+    rewrite_volume(files.label, add_five)
+    with pytest.raises(LabelError, match=_names(files)(files.label) + r".*\[5\].*brats2015"):
+        read_case(files)
+
+
+@pytest.mark.parametrize("change", ["shape", "affine"])
+def test_authors_mask_geometry_must_match_the_images(tmp_path, change):
+    files = _authors(tmp_path, modalities=("flair", "t1ce"))
+    rewrite_volume(files.brain_mask, (lambda a, aff: (a[:, :-1], aff)) if change == "shape" else _shift)
+    with pytest.raises(GeometryError, match=_names(files)(files.brain_mask)):
+        read_case(files, allow_missing=True)
+
+
+def test_authors_images_are_not_zscored_twice(tmp_path):
+    files = _authors(tmp_path, modalities=("flair", "t1ce"), zscored=True)
+    raw = read_case(files, allow_missing=True)
+    brain = tiny_volumes()[0]["flair"] != 0
+    assert raw.zscored and raw.brain_mask.dtype == bool
+    np.testing.assert_array_equal(raw.brain_mask, brain)
+    assert np.all(raw.images["flair"][~brain] == raw.images["flair"][brain].min())  # not 0, as in the sample
+    case = preprocess_case(raw)
+    start, stop = bounding_box(brain)
+    assert (case.crop.start, case.crop.stop) == (start, stop)  # the shipped mask decides the crop
+    for i, m in enumerate(MODALITIES):
+        if m in raw.images:  # values inside the mask kept, background zeroed
+            kept = crop(raw.images[m], start, stop)[case.mask]
+            np.testing.assert_array_equal(case.image[i][case.mask], kept)
+            assert not case.image[i][~case.mask].any()
+        else:
+            assert not case.image[i].any()
+    # Values far from z-scores (tiny_volumes' 50..300) come through unchanged too: no z-scoring at all.
+    plain = preprocess_case(read_case(_authors(tmp_path / "plain")))
+    np.testing.assert_array_equal(plain.image[3][plain.mask], tiny_volumes()[0]["t2"][brain])
+
+
+def test_authors_background_does_not_leak_into_resampled_brain(tmp_path):
+    files = _authors(tmp_path, modalities=("flair",), zscored=True)
+    brain = tiny_volumes()[0]["flair"] != 0
+    brain[5:7, 5:8, :] = False  # a hole: background inside the crop
+    rewrite_volume(files.brain_mask, lambda a, aff: (brain.astype(a.dtype), aff))
+    rewrite_volume(files.images["flair"], lambda a, aff: (np.where(brain, a, -100.0).astype(a.dtype), aff))
+    raw = read_case(files, allow_missing=True)
+    inside = raw.images["flair"][brain]
+    case = preprocess_case(raw, target_spacing=2.0)
+    values = case.image[0][case.mask]
+    assert values.min() >= min(inside.min(), 0.0) - 1e-5 and values.max() <= inside.max() + 1e-5
+
+
+def test_authors_inference_case_without_label(tmp_path):
+    files = _authors(tmp_path, modalities=("flair", "t1ce"), labelled=False)
+    assert files.label is None
+    raw = read_case(files, allow_missing=True)
+    assert raw.label is None and raw.available == (True, False, True, False)
+    assert preprocess_case(raw).label is None
+
+
+def test_authors_prepare_records_each_case_modalities(tmp_path):
+    from mmdis.data.cache import Cache, PrepareConfig, prepare
+
+    raw = tmp_path / "raw"
+    write_authors_case(raw, "a", modalities=("flair", "t1ce"), zscored=True)
+    write_authors_case(raw, "b", modalities=("t1", "t1ce", "t2"), zscored=True, seed=1)
+    write_authors_case(raw, "c", modalities=("flair", "t1ce"), zscored=True, seed=2, labelled=False)
+    with pytest.raises(MissingModalityError, match=r"case a: missing .*T1_subtrMeanDivStd"):
+        prepare(raw, tmp_path / "cache", progress=False)
+    manifest = prepare(raw, tmp_path / "cache", PrepareConfig(allow_missing=True), progress=False)
+    assert manifest["layout"] == "authors"
+    assert {e["case_id"]: (e["modalities"], e["labelled"]) for e in manifest["cases"]} == {
+        "a": (["flair", "t1ce"], True), "b": (["t1", "t1ce", "t2"], True), "c": (["flair", "t1ce"], False)}
+    cache = Cache.open(tmp_path / "cache")
+    assert cache.case_ids("unlabelled") == ["c"]  # an inference case
+    case = cache.load("a", mmap=False)
+    assert list(case.available) == [True, False, True, False] and not case.image[[1, 3]].any()

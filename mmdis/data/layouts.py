@@ -1,18 +1,26 @@
 """Readers for the dataset layouts of the field, detected automatically from a folder.
 
-=============  =====================================================================  ==========
-layout         files                                                                  labels
-=============  =====================================================================  ==========
+=============  ======================================================================  ==========
+layout         files                                                                   labels
+=============  ======================================================================  ==========
 ``brats2021``  ``<case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz`` (BraTS 2018-2021)       0,1,2,4
 ``brats2023``  ``<case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz`` (BraTS 2023 GLI)         0,1,2,3
 ``msd``        ``imagesTr/<case>.nii.gz`` 4-D (FLAIR, T1w, T1gd, T2w), ``labelsTr/``   0,1,2,3
 ``brats2015``  ``[HGG|LGG/]<case>/VSD.Brain.XX.O.MR_<mod>.<id>/...mha`` and ``...OT``  0..4
-=============  =====================================================================  ==========
+``authors``    ``[group/]<case>/{Flair,T1,T1c,T2}_subtrMeanDivStd.nii.gz``,            0..4
+               ``brainmask.nii.gz`` and ``OTMultiClass.nii.gz``
+=============  ======================================================================  ==========
 
 ``.nii`` is accepted wherever ``.nii.gz`` is. :func:`discover_cases` lists the files of every case (a
 missing modality file simply leaves a gap, a missing label file makes the case unlabelled);
 :func:`read_case` loads and validates one case into a :class:`~mmdis.data.io.RawCase` with canonical
 labels (see :mod:`mmdis.conventions`).
+
+The ``authors`` layout is the one the paper's authors' code reads (BraTS 2015 as preprocessed for
+DeepMedic): every image is already z-scored within the brain (its background holds the volume's minimum,
+not 0), so :func:`read_case` returns it with ``zscored=True`` and the shipped ``brainmask`` as the brain
+mask, and no second z-scoring happens. Any non-empty subset of the four modalities may be present; the
+label is numbered as in BraTS 2015.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from mmdis.data.io import (
     load_nifti,
 )
 
-LAYOUTS = ("brats2021", "brats2023", "msd", "brats2015")
+LAYOUTS = ("brats2021", "brats2023", "msd", "brats2015", "authors")
 
 #: File-name suffix of each canonical modality in the two NIfTI BraTS layouts.
 _SUFFIX = {"brats2021": {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2"},
@@ -52,11 +60,15 @@ _MSD_NAMES = {"flair": "flair", "t1": "t1", "t1w": "t1", "t1gd": "t1ce", "t1c": 
 _MHA_MOD = re.compile(r"\.MR_(Flair|T1c|T1|T2)\.", re.IGNORECASE)
 _MHA_KEY = {"flair": "flair", "t1": "t1", "t1c": "t1ce", "t2": "t2"}
 _MHA_NAME = dict(zip(MODALITIES, ("Flair", "T1", "T1c", "T2")))
+# The authors' layout: <Mod>_subtrMeanDivStd (z-scored images), brainmask, OTMultiClass (BraTS 2015 labels).
+_AUTHORS_IMAGE = {m: f"{name}_subtrMeanDivStd" for m, name in _MHA_NAME.items()}
+_AUTHORS_MASK, _AUTHORS_LABEL = "brainmask", "OTMultiClass"
 _EXPECT = (
     "brats2021: <case>/<case>_{flair,t1,t1ce,t2,seg}.nii.gz; "
     "brats2023: <case>/<case>-{t2f,t1n,t1c,t2w,seg}.nii.gz; "
     "msd: imagesTr/<case>.nii.gz (4-D) and labelsTr/<case>.nii.gz; "
-    "brats2015: [HGG|LGG/]<case>/VSD.Brain.XX.O.MR_{Flair,T1,T1c,T2}.<id>/*.mha"
+    "brats2015: [HGG|LGG/]<case>/VSD.Brain.XX.O.MR_{Flair,T1,T1c,T2}.<id>/*.mha; "
+    "authors: [group/]<case>/{Flair,T1,T1c,T2}_subtrMeanDivStd.nii.gz, brainmask.nii.gz, OTMultiClass.nii.gz"
 )
 
 
@@ -72,9 +84,13 @@ class CaseFiles:
         label: label file, or ``None`` for an unlabelled case.
         label_convention: label numbering of the dataset (a key of ``LABEL_CONVENTIONS``).
         channels: MSD only: modality -> channel of the 4-D file; ``None`` for one file per modality.
-        expected: modality -> the file a complete case would have, named when one is missing.
+        expected: modality -> the file a complete case would have, named when one is missing; in a
+            layout that ships a brain mask, also ``"brain_mask"`` -> where that mask should be.
         group: the sub-folder the case came from (``HGG``/``LGG`` in BraTS 2015, ``imagesTr``/``imagesTs``
-            in MSD), else ``None``.
+            in MSD, e.g. ``train``/``validation`` in the authors' layout), else ``None``.
+        brain_mask: the brain-mask file the dataset ships, or ``None`` (the mask is then derived from the
+            images, or, where ``expected`` names one, the case fails to read).
+        zscored: the images are already z-scored within the brain (the authors' layout).
     """
 
     case_id: str
@@ -85,6 +101,13 @@ class CaseFiles:
     channels: dict[str, int] | None = None
     expected: dict[str, Path] | None = None
     group: str | None = None
+    brain_mask: Path | None = None
+    zscored: bool = False
+
+    @property
+    def available(self) -> tuple[bool, ...]:
+        """Which modality files exist, in :data:`~mmdis.conventions.MODALITIES` order."""
+        return tuple(m in self.images for m in MODALITIES)
 
 
 def _visible(paths) -> list[Path]:
@@ -137,13 +160,53 @@ def _brats2015_case_dirs(root: Path) -> list[tuple[Path, str | None]]:
     return dirs
 
 
+def _nii_files(d: Path) -> list[Path]:
+    return [p for p in _visible(d.iterdir()) if p.name.endswith((".nii.gz", ".nii")) and p.is_file()]
+
+
+def _nii_key(p: Path) -> str:
+    return p.name.split(".nii")[0].lower()
+
+
+def _authors_files(d: Path) -> dict[str, Path]:
+    """Lower-case stem -> file, for every visible ``.nii[.gz]`` file of a case folder."""
+    files: dict[str, Path] = {}
+    for p in _nii_files(d):
+        if (key := _nii_key(p)) in files:  # x.nii next to x.nii.gz, or two spellings of one name
+            raise CaseError(f"case {d.name}: two files for one volume: {files[key].name} and {p.name}")
+        files[key] = p
+    return files
+
+
+#: Stems that make a folder a case of the authors' layout. A mask alone does not: "brainmask" is too
+#: common a name to decide a layout on.
+_AUTHORS_KEYS = frozenset(s.lower() for s in (*_AUTHORS_IMAGE.values(), _AUTHORS_LABEL))
+
+
+def _is_authors_case(d: Path) -> bool:
+    return any(_nii_key(p) in _AUTHORS_KEYS for p in _nii_files(d))
+
+
+def _authors_case_dirs(root: Path) -> list[tuple[Path, str | None]]:
+    # Case folders sit directly under the root or one group folder down (DeepMedic's train/, validation/).
+    dirs = []
+    for d in _subdirs(root):
+        if _is_authors_case(d):
+            dirs.append((d, None))
+        else:
+            dirs += [(c, d.name) for c in _subdirs(d) if _is_authors_case(c)]
+    return dirs
+
+
 def _match_layout(root: Path) -> str | None:
     if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
         return "msd"
     for d in _subdirs(root):
         if layout := _nifti_layout_of(d):
             return layout
-    return "brats2015" if _brats2015_case_dirs(root) else None
+    if _brats2015_case_dirs(root):
+        return "brats2015"
+    return "authors" if _authors_case_dirs(root) else None
 
 
 def detect_layout(root: str | Path) -> str:
@@ -162,8 +225,8 @@ def detect_layout(root: str | Path) -> str:
     shown = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:8])
     found = f"it holds {len(entries)} entries ({shown}{', ...' if len(entries) > 8 else ''})"
     hint = ""
-    if _nifti_layout_of(root):
-        hint = f"; {root.name} looks like a single {_nifti_layout_of(root)} case: pass its parent folder"
+    if single := _nifti_layout_of(root) or ("authors" if _is_authors_case(root) else None):
+        hint = f"; {root.name} looks like a single {single} case: pass its parent folder"
     elif inner := [d.name for d in _subdirs(root) if _match_layout(d)]:
         hint = f"; the sub-folder {inner[0]} looks like a dataset: pass it instead"
     raise CaseError(
@@ -194,8 +257,10 @@ def discover_cases(root: str | Path, layout: str | None = None) -> list[CaseFile
         cases = [c for c in (_brats_nifti_case(d, layout) for d in _subdirs(root)) if c.images or c.label]
     elif layout == "msd":
         cases = _msd_cases(root)
-    else:
+    elif layout == "brats2015":
         cases = [_brats2015_case(d, group) for d, group in _brats2015_case_dirs(root)]
+    else:
+        cases = [_authors_case(d, group) for d, group in _authors_case_dirs(root)]
     cases.sort(key=lambda c: c.case_id)
     for a, b in zip(cases, cases[1:]):
         if a.case_id == b.case_id:
@@ -263,6 +328,28 @@ def _brats2015_case(d: Path, group: str | None) -> CaseFiles:
     return CaseFiles(d.name, "brats2015", images, label, "brats2015", expected=expected, group=group)
 
 
+def _authors_case(d: Path, group: str | None) -> CaseFiles:
+    found = _authors_files(d)
+    images = {m: p for m in MODALITIES if (p := found.get(_AUTHORS_IMAGE[m].lower()))}
+    expected: dict[str, Path] = {m: d / f"{_AUTHORS_IMAGE[m]}.nii.gz" for m in MODALITIES}
+    expected["brain_mask"] = d / f"{_AUTHORS_MASK}.nii.gz"
+    return CaseFiles(d.name, "authors", images, found.get(_AUTHORS_LABEL.lower()), "brats2015",
+                     expected=expected, group=group, brain_mask=found.get(_AUTHORS_MASK.lower()),
+                     zscored=True)
+
+
+def _binary_mask(data: np.ndarray, case_id: str, path: Path) -> np.ndarray:
+    """A shipped brain mask as ``bool``: it must hold two values (0 and one other) and some brain."""
+    values = np.unique(data)
+    if values.size > 2 or (values.size == 2 and values[0] != 0 and values[1] != 0):
+        shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
+        raise CaseError(f"case {case_id}: brain mask {path} must be binary (0 and 1), found values {shown}")
+    mask = data != 0
+    if not mask.any():
+        raise IntensityError(f"case {case_id}: brain mask {path} is empty (every voxel is 0)")
+    return mask
+
+
 def _load(path: Path, case_id: str, what: str) -> tuple[np.ndarray, np.ndarray]:
     data, affine = (load_mha if path.suffix == ".mha" else load_nifti)(path, case_id, what)
     return data, affine
@@ -293,18 +380,24 @@ def read_case(files: CaseFiles, allow_missing: bool = False) -> RawCase:
         MissingModalityError: a modality file is missing (and not allowed), or no modality exists.
         GeometryError: shapes or affines differ between the case's volumes; an MSD image is not
             ``(X, Y, Z, 4)``.
-        IntensityError: non-finite voxels, or every image voxel is zero (an empty brain).
+        IntensityError: non-finite voxels, every image voxel is zero (an empty brain), or a shipped
+            brain mask is empty.
         CorruptFileError: a file cannot be decoded.
         LabelError: label values outside the dataset's label set.
+        CaseError: the layout ships a brain mask and this case's is missing or not binary.
     """
     cid = files.case_id
+    expected_files = files.expected or {}
     missing = [m for m in MODALITIES if m not in files.images]
     if missing and not allow_missing:
-        where = ", ".join(f"{m} ({(files.expected or {}).get(m, '?')})" for m in missing)
+        where = ", ".join(f"{m} ({expected_files.get(m, '?')})" for m in missing)
         raise MissingModalityError(f"case {cid}: missing modality file(s): {where}")
     if not files.images:
-        expected = ", ".join(str(p) for p in (files.expected or {}).values())
+        expected = ", ".join(str(expected_files[m]) for m in MODALITIES if m in expected_files)
         raise MissingModalityError(f"case {cid}: no modality file found (expected {expected})")
+    if files.brain_mask is None and "brain_mask" in expected_files:
+        raise CaseError(f"case {cid}: brain mask file {expected_files['brain_mask']} does not exist "
+                        f"(the {files.layout} layout ships one per case)")
     images, shapes, affines, sources = {}, {}, {}, {}
     if files.channels is not None:  # MSD: one 4-D file holds every modality
         path = next(iter(files.images.values()))
@@ -321,12 +414,18 @@ def read_case(files: CaseFiles, allow_missing: bool = False) -> RawCase:
             data, affines[m] = _load(path, cid, m)
             images[m] = _as_3d(data, cid, path)
             shapes[m], sources[m] = images[m].shape, str(path)
+    raw_mask = None
+    if files.brain_mask is not None:  # checked against the images' geometry like any other volume
+        raw_mask, affines["brain_mask"] = _load(files.brain_mask, cid, "brain mask")
+        raw_mask = _as_3d(raw_mask, cid, files.brain_mask)
+        shapes["brain_mask"], sources["brain_mask"] = raw_mask.shape, str(files.brain_mask)
     raw_label = None
     if files.label is not None:
         raw_label, affines["label"] = _load(files.label, cid, "label")
         raw_label = _as_3d(raw_label, cid, files.label)
         shapes["label"], sources["label"] = raw_label.shape, str(files.label)
     check_same_geometry(shapes, affines, cid, sources)
+    brain_mask = None if raw_mask is None else _binary_mask(raw_mask, cid, files.brain_mask)
     label = None
     if raw_label is not None:
         label = to_canonical(raw_label, files.label_convention, where=f"case {cid}: {files.label}")
@@ -334,7 +433,7 @@ def read_case(files: CaseFiles, allow_missing: bool = False) -> RawCase:
         read = ", ".join(sorted({sources[m] for m in images}))
         raise IntensityError(f"case {cid}: the brain is empty (every voxel of {read} is 0)")
     return RawCase(cid, files.layout, images, label, next(iter(affines.values())), files.label_convention,
-                   sources=sources)
+                   brain_mask=brain_mask, zscored=files.zscored, sources=sources)
 
 
 def load_dataset(

@@ -179,6 +179,10 @@ def preprocess_case(
     start, stop = bounding_box(mask, margin)
     mask_c = crop(mask, start, stop)
     images = {m: crop(v, start, stop) for m, v in raw.images.items()}
+    if raw.brain_mask is not None:
+        # A shipped mask may leave a non-zero background (the authors' z-scored files hold their minimum
+        # there); zero it first so that resampling does not blend it into the edge of the brain.
+        images = {m: np.where(mask_c, v, 0).astype(v.dtype) for m, v in images.items()}
     label = crop(raw.label, start, stop) if raw.label is not None else None
 
     spacing = raw.spacing
