@@ -8,6 +8,10 @@ Subcommands::
     mmdis fetch-msd DEST
     mmdis summary [--size 80] [--channels 16]
     mmdis bench [--patch 80] [--cache DIR] [--channels 16]
+    mmdis train --profile P --method M --data DIR --run-dir DIR [--resume] [--cache DIR] [--set K=V ...]
+    mmdis evaluate RUN_DIR... --data DIR --out DIR [--split test]
+    mmdis predict --model RUN_DIR [--flair F] [--t1 F] [--t1ce F] [--t2 F] -o SEG.nii.gz
+    mmdis reproduce --profile P [--data DIR] [--work DIR] [--results DIR] [--methods M ...]
 
 Every failure caused by bad input prints one line naming the file or parameter and exits with 2.
 """
@@ -83,7 +87,111 @@ def _cmd_bench(args) -> None:
     run_benchmarks(patch=args.patch, cache_dir=args.cache, seconds=args.seconds, channels=args.channels)
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """``--set epochs=4 --set optim.lr=1e-3`` -> ``{"epochs": 4, "optim": {"lr": 0.001}}`` (JSON values)."""
+    import json
+
+    out: dict = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        head, _, tail = key.partition(".")
+        if tail:
+            out.setdefault(head, {})[tail] = value
+        else:
+            out[head] = value
+    return out
+
+
+def _data_cache(data: str, cache: str | None, run_dir: Path, spacing, quiet: bool) -> Path:
+    from mmdis.pipeline import ensure_cache, is_cache
+
+    if is_cache(data):
+        return Path(data)
+    tag = "native" if spacing is None else f"{spacing:g}mm"
+    default = run_dir.parent / "cache" / f"{Path(data).resolve().name}-{tag}"
+    return ensure_cache(data, cache or default, spacing, progress=not quiet)
+
+
+def _cmd_train(args) -> None:
+    from mmdis.pipeline import DATA_SPACING, train_run
+    from mmdis.training.config import make_config
+
+    overrides = _overrides(args.set)
+    for name in ("seed", "device", "amp"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    config = make_config(args.profile, args.method, **overrides)
+    run_dir = Path(args.run_dir)
+    if (run_dir / "last.pt").exists() and not args.resume:
+        raise ValueError(f"--run-dir {run_dir} already holds a checkpoint; add --resume or choose another")
+    spacing = DATA_SPACING[args.profile] if args.spacing is None else (args.spacing or None)
+    cache = _data_cache(args.data, args.cache, run_dir, spacing, args.quiet)
+    result = train_run(config, cache, run_dir, progress=not args.quiet)
+    if result.get("skipped"):
+        print(f"{run_dir} has finished all {config.epochs} epochs; nothing to do")
+    else:
+        val = result.get("val_dice_wt")
+        print(f"trained {config.method} for {result['step']} steps in {result['elapsed']:.0f} s"
+              + (f", val WT Dice {val:.4f}" if val is not None else "")
+              + f"; checkpoint {result['checkpoint']}")
+
+
+def _cmd_evaluate(args) -> None:
+    from mmdis.evaluation.evaluate import EvalConfig, evaluate
+    from mmdis.evaluation.figures import write_figures
+    from mmdis.pipeline import is_cache
+
+    for run in args.run_dirs:
+        if not (Path(run) / "config.json").is_file():
+            raise FileNotFoundError(f"{run} is not a training run: it has no config.json")
+    if not is_cache(args.data):
+        import json
+
+        data = json.loads((Path(args.run_dirs[0]) / "data.json").read_text())
+        raise ValueError(f"--data {args.data} is not a prepared cache (the first run was trained on "
+                         f"{data.get('cache')})")
+    config = EvalConfig(split=args.split, device=args.device, overlap=args.overlap,
+                        roi_size=tuple(args.roi) if args.roi else None)
+    summary = evaluate(args.run_dirs, args.data, args.out, config, progress=not args.quiet)
+    write_figures(args.out, args.run_dirs)
+    print(f"results of {', '.join(summary['methods'])} in {args.out}")
+    for column, value in summary["average_dice"].items():
+        print(f"  {column:>24}: {value:6.2f} % Dice (15-subset average)")
+
+
+def _cmd_predict(args) -> None:
+    from mmdis.evaluation.predict import predict_case
+
+    inputs = {m: getattr(args, m) for m in ("flair", "t1", "t1ce", "t2") if getattr(args, m)}
+    result = predict_case(args.model, inputs, args.output, convention=args.convention, mask=args.mask,
+                          zscored=args.zscored, device=args.device, progress=not args.quiet)
+    print(f"segmentation from {'+'.join(result['modalities'])} written to {result['output']} "
+          f"(voxels per label: {result['voxels']})")
+
+
+def _cmd_reproduce(args) -> None:
+    from mmdis.pipeline import reproduce
+
+    summary = reproduce(args.profile, work_dir=args.work, results_dir=args.results, data=args.data,
+                        methods=args.methods, device=args.device, seed=args.seed,
+                        overrides=_overrides(args.set), progress=not args.quiet)
+    print(f"results in {args.results}:")
+    for column, value in summary["average_dice"].items():
+        print(f"  {column:>24}: {value:6.2f} % Dice (15-subset average)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from mmdis.data.layouts import LAYOUTS
+    from mmdis.models.config import VARIANTS
+    from mmdis.pipeline import METHODS
+    from mmdis.training.config import PROFILES
+
     p = argparse.ArgumentParser(prog="mmdis", description=__doc__.split("\n")[0])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = p.add_subparsers(dest="command", required=True)
@@ -100,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prepare", help="preprocess a dataset folder into a cache with a manifest and split")
     s.add_argument("data_dir")
     s.add_argument("cache_dir")
-    s.add_argument("--layout", choices=["brats2021", "brats2023", "msd", "brats2015"])
+    s.add_argument("--layout", choices=list(LAYOUTS))
     s.add_argument("--spacing", type=float, help="resample to this isotropic spacing (mm)")
     s.add_argument("--margin", type=int, default=0)
     s.add_argument("--allow-missing", action="store_true", help="accept cases lacking a modality")
@@ -132,6 +240,55 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=10.0, help="time spent per measurement")
     s.add_argument("--channels", type=int, default=16, help="base width C of the model (paper: 16)")
     s.set_defaults(func=_cmd_bench)
+
+    profiles, methods = list(PROFILES), list(VARIANTS)
+    s = sub.add_parser("train", help="train one method (resumable; torchrun for several GPUs)")
+    s.add_argument("--profile", choices=profiles, default="cpu")
+    s.add_argument("--method", choices=methods, default="robustseg")
+    s.add_argument("--data", required=True, help="a raw dataset folder or a prepared cache")
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--cache", help="where to prepare a raw --data folder (default: RUN_DIR/../cache/...)")
+    s.add_argument("--spacing", type=float, help="resampling of a raw --data folder in mm (0: none; "
+                   "default: the profile's)")
+    s.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--device")
+    s.add_argument("--amp")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set epochs=4 --set optim.lr=1e-3")
+    s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("evaluate", help="15-subset evaluation of trained runs into result tables")
+    s.add_argument("run_dirs", nargs="+")
+    s.add_argument("--data", required=True, help="the prepared cache the runs were trained on")
+    s.add_argument("--out", required=True)
+    s.add_argument("--split", default="test")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--overlap", type=float)
+    s.add_argument("--roi", type=int, nargs=3, metavar=("D", "H", "W"))
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("predict", help="segment one patient from any non-empty subset of modality files")
+    s.add_argument("--model", required=True, help="a training run directory")
+    for name, flag in (("flair", "--flair"), ("t1", "--t1"), ("t1ce", "--t1ce"), ("t2", "--t2")):
+        s.add_argument(flag, dest=name, metavar="NIFTI")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--convention", default="brats2021", help="label numbering of the output")
+    s.add_argument("--mask", help="brain mask NIfTI (default: non-zero voxels of the inputs)")
+    s.add_argument("--zscored", action="store_true", help="inputs are already z-scored in the mask")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("reproduce", help="data, every method's training, evaluation, tables and figures")
+    s.add_argument("--profile", choices=profiles, default="cpu")
+    s.add_argument("--data", help="a raw dataset folder or prepared cache (default: the phantom)")
+    s.add_argument("--work", default="work")
+    s.add_argument("--results", default="results")
+    s.add_argument("--methods", nargs="+", choices=methods, default=list(METHODS))
+    s.add_argument("--device", default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.set_defaults(func=_cmd_reproduce)
     return p
 
 

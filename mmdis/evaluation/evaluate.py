@@ -1,0 +1,253 @@
+"""``mmdis evaluate``: trained runs on the test split, over every modality subset, into result tables.
+
+For each run and each test case, :func:`~mmdis.evaluation.inference.predict_subsets` segments the whole
+volume with sliding windows for every subset the case can form (all 15 for a complete case), running the
+encoders once per window. Per case, subset and region the paper's Table-1 metrics (Dice, sensitivity,
+precision) and HD95 are computed on the preprocessed grid (cropped to the brain, at the cache's spacing);
+for variants that reconstruct, PSNR and SSIM of every modality the case has, inside the brain.
+
+A run's rows are cached in ``RUN_DIR/evaluation/<split>-<key>.csv``, keyed by the checkpoint's step, the
+cache and the evaluation settings, so evaluating again (e.g. from ``mmdis reproduce``) reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from mmdis.conventions import MODALITIES, MODALITY_NAMES, subset_name
+from mmdis.data.cache import Cache
+from mmdis.data.io import save_json
+from mmdis.evaluation.inference import feasible_subsets, predict_subsets
+from mmdis.evaluation.metrics import reconstruction_metrics, segmentation_metrics
+from mmdis.evaluation.report import (
+    ABLATION_METHODS,
+    RESULT_COLUMNS,
+    ablation_summary,
+    metric_rows,
+    read_results,
+    table2,
+    wilcoxon_tests,
+    write_results,
+    write_table2,
+)
+from mmdis.models.config import ModelConfig
+from mmdis.models.networks import MultimodalSegNet
+from mmdis.training.config import TrainConfig
+
+#: Sliding-window settings per training profile: the paper's 80^3 windows with 50 % overlap, and windows
+#: that hold a whole 3 mm phantom brain for the CPU profile (one window, no blending seams).
+EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": {"roi_size": (64, 64, 64), "overlap": 0.5, "recon_cases": None},
+    "cpu": {"roi_size": (64, 64, 64), "overlap": 0.5, "recon_cases": 2},
+    "paper": {"roi_size": (80, 80, 80), "overlap": 0.5, "recon_cases": None},
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How runs are evaluated.
+
+    Attributes:
+        split: the cache split to evaluate (``test``; ``val`` for model selection).
+        roi_size: sliding-window size; ``None`` takes :data:`EVAL_DEFAULTS` of the run's profile.
+        overlap: window overlap; ``None`` as for ``roi_size``.
+        recon_cases: reconstruction metrics only for the first this many cases (they cost four extra
+            decoders per subset); ``None`` for all, ``0`` for none.
+        subset_batch: (window, subset) pairs decoded together.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    split: str = "test"
+    roi_size: tuple[int, int, int] | None = None
+    overlap: float | None = None
+    recon_cases: int | None = -1
+    subset_batch: int = 5
+    device: str = "auto"
+
+    def resolved(self, profile: str) -> dict[str, Any]:
+        """Settings with the profile's defaults filled in (``recon_cases=-1`` means the profile's)."""
+        base = EVAL_DEFAULTS.get(profile, EVAL_DEFAULTS["paper"])
+        return {
+            "split": self.split,
+            "roi_size": list(self.roi_size or base["roi_size"]),
+            "overlap": base["overlap"] if self.overlap is None else self.overlap,
+            "recon_cases": base["recon_cases"] if self.recon_cases == -1 else self.recon_cases,
+        }
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
+             checkpoint: str = "last.pt") -> tuple[MultimodalSegNet, TrainConfig, dict]:
+    """The trained network of a run directory, in eval mode, with its config and checkpoint metadata.
+
+    Only ``torch.load(weights_only=True)`` is used, so a checkpoint cannot execute code.
+
+    Raises:
+        FileNotFoundError: naming the missing ``config.json`` or checkpoint.
+        ValueError: if the checkpoint's method differs from the run's config.
+    """
+    run_dir = Path(run_dir)
+    config_path, ckpt_path = run_dir / "config.json", run_dir / checkpoint
+    for path in (config_path, ckpt_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a finished training run")
+    config = TrainConfig.from_dict(json.loads(config_path.read_text()))
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if ckpt.get("method") != config.method:
+        raise ValueError(f"{ckpt_path} holds method {ckpt.get('method')!r} but {config_path} says "
+                         f"{config.method!r}")
+    model = MultimodalSegNet(ModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    meta = {k: ckpt[k] for k in ("method", "epoch", "step") if k in ckpt}
+    return model, config, meta
+
+
+def _cache_key(run_meta: dict, cache: Cache, settings: dict) -> str:
+    ids = cache.case_ids(settings["split"])
+    blob = json.dumps({"run": run_meta, "cache": str(cache.root.resolve()), "ids": ids,
+                       "preprocessing": cache.manifest.get("preprocessing"), **settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig | None = None,
+                 method: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """Tidy metric rows (:data:`~mmdis.evaluation.report.RESULT_COLUMNS`) of one run on one split.
+
+    Args:
+        run_dir: a training run (``config.json``, ``last.pt``).
+        cache_dir: the prepared cache whose ``config.split`` is evaluated.
+        config: evaluation settings.
+        method: the label in the ``method`` column (default: the run's method).
+        progress: a progress bar over cases.
+
+    Raises:
+        ValueError: if the split is empty or holds unlabelled cases.
+    """
+    config = config or EvalConfig()
+    run_dir, cache = Path(run_dir), Cache.open(cache_dir)
+    device = _device(config.device)
+    model, train_config, meta = load_run(run_dir, device)
+    settings = config.resolved(train_config.profile)
+    label = method or train_config.method
+    key = _cache_key(meta, cache, settings)
+    cached = run_dir / "evaluation" / f"{config.split}-{key}.csv"
+    if cached.is_file():
+        df = read_results(cached)
+        df["method"] = label
+        return df
+    ids = cache.case_ids(config.split)
+    if not ids:
+        raise ValueError(f"the {config.split!r} split of {cache.root} is empty")
+    rows: list[dict] = []
+    for n, case_id in enumerate(tqdm(ids, desc=f"evaluate {label}", unit="case", disable=not progress)):
+        case = cache.load(case_id, mmap=False)
+        if case.label is None:
+            raise ValueError(f"case {case_id} of the {config.split!r} split has no label to evaluate against")
+        recon = settings["recon_cases"] is None or n < settings["recon_cases"]
+        pred = predict_subsets(model, case.image, case.available, roi_size=settings["roi_size"],
+                               overlap=settings["overlap"], subset_batch=config.subset_batch,
+                               with_recon=recon, device=device)
+        for s, subset in enumerate(pred.subsets):
+            name = subset_name(subset)
+            metrics = segmentation_metrics(pred.labels[s], case.label, case.crop.spacing)
+            rows.extend(metric_rows(metrics, label, case_id, name))
+            if pred.recon is None:
+                continue
+            for i, modality in enumerate(MODALITIES):
+                if not case.available[i]:
+                    continue  # nothing to compare a reconstruction of a missing modality with
+                scores = reconstruction_metrics(pred.recon[s, i], case.image[i], case.mask)
+                rows.extend({"method": label, "case": case_id, "subset": name,
+                             "region": MODALITY_NAMES[modality], "metric": k, "value": v}
+                            for k, v in scores.items())
+    df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    write_results(df, cached)
+    return df
+
+
+def skipped_subsets(cache_dir: str | Path, split: str = "test") -> dict[str, list[str]]:
+    """Per case of a split, the subsets it cannot form because it lacks modalities (empty lists omitted)."""
+    cache = Cache.open(cache_dir)
+    out = {}
+    for case_id in cache.case_ids(split):
+        entry = next(e for e in cache.manifest["cases"] if e["case_id"] == case_id)
+        _, skipped = feasible_subsets(entry["available"])
+        if skipped:
+            out[case_id] = [subset_name(s) for s in skipped]
+    return out
+
+
+def evaluate(run_dirs: Sequence[str | Path], cache_dir: str | Path, out_dir: str | Path,
+             config: EvalConfig | None = None, reference: str = "robustseg",
+             progress: bool = True) -> dict[str, Any]:
+    """Evaluate several runs and write the result tables to ``out_dir``.
+
+    Writes ``results.csv`` (tidy), ``table2_dice.{csv,md}`` and the same for sensitivity, precision and
+    HD95, ``reconstruction.{csv,md}`` (PSNR/SSIM per subset and modality) when a run reconstructs,
+    ``wilcoxon.csv`` (paired tests against ``reference``), ``ablation.csv`` when the three ablation runs are
+    present, ``skipped.json`` (subsets the test cases cannot form) and ``evaluation.json``.
+
+    Returns:
+        A summary dict: the paths written, the methods, and the Table-2 average Dice per method and region.
+
+    Raises:
+        ValueError: if two runs share a method name with no way to tell them apart, or ``run_dirs`` is empty.
+    """
+    if not run_dirs:
+        raise ValueError("give at least one run directory to evaluate")
+    config = config or EvalConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    methods = [TrainConfig.from_dict(json.loads((Path(r) / "config.json").read_text())).method
+               if (Path(r) / "config.json").is_file() else Path(r).name for r in run_dirs]
+    labels = [m if methods.count(m) == 1 else f"{m}@{Path(r).name}" for m, r in zip(methods, run_dirs)]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"run directories with the same method and folder name: {list(map(str, run_dirs))}")
+    frames = [evaluate_run(r, cache_dir, config, method=label, progress=progress)
+              for r, label in zip(run_dirs, labels)]
+    df = pd.concat(frames, ignore_index=True)
+    written = {"results": write_results(df, out_dir / "results.csv")}
+    seg = df[df["metric"].isin(["dice", "sensitivity", "precision", "hd95"])]
+    averages = {}
+    for metric in ("dice", "sensitivity", "precision", "hd95"):
+        table = table2(seg, metric=metric)
+        written[f"table2_{metric}"] = write_table2(table, out_dir / f"table2_{metric}.csv")[0]
+        if metric == "dice":
+            avg = table.loc["Average"]
+            averages = {c: round(float(avg[c]), 2) for c in table.columns if " " in c}
+    rec = df[df["metric"].isin(["psnr", "ssim"])]
+    if not rec.empty:
+        summary = (rec.groupby(["method", "subset", "region", "metric"], sort=False)["value"].mean()
+                   .unstack("metric").reset_index())
+        summary.to_csv(out_dir / "reconstruction.csv", index=False)
+        (out_dir / "reconstruction.md").write_text(summary.to_markdown(index=False, floatfmt=".3f") + "\n")
+        written["reconstruction"] = out_dir / "reconstruction.csv"
+    if reference in labels and len(labels) > 1:
+        wilcoxon_tests(seg, reference=reference).to_csv(out_dir / "wilcoxon.csv", index=False)
+        written["wilcoxon"] = out_dir / "wilcoxon.csv"
+    if all(m in labels for m in ABLATION_METHODS):
+        ablation_summary(seg).to_csv(out_dir / "ablation.csv", index=False)
+        written["ablation"] = out_dir / "ablation.csv"
+    skipped = skipped_subsets(cache_dir, config.split)
+    save_json(skipped, out_dir / "skipped.json")
+    summary = {"methods": labels, "runs": [str(r) for r in run_dirs], "cache": str(cache_dir),
+               "config": asdict(config), "average_dice": averages,
+               "skipped_subsets": skipped, "files": {k: str(v) for k, v in written.items()}}
+    save_json(summary, out_dir / "evaluation.json")
+    return summary

@@ -1,0 +1,110 @@
+"""``mmdis predict``: segment one patient from whichever modality files exist.
+
+Any non-empty subset of FLAIR, T1, T1c and T2 goes in; a label NIfTI comes out on the grid and affine of
+the inputs, in the label numbering of a dataset convention (BraTS 2018-2021 by default: 1 NCR/NET,
+2 edema, 4 enhancing). The case is preprocessed as in training (crop to the brain, resample to the run's
+spacing, z-score in the brain), segmented with sliding windows with exactly the given modalities
+(:math:`\\delta_i = 0` for the others), and the prediction is pasted back ("un-cropped").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmdis.conventions import MODALITIES, from_canonical, get_convention
+from mmdis.data.io import RawCase, check_same_geometry, load_nifti, save_nifti
+from mmdis.data.preprocess import preprocess_case, restore_prediction
+from mmdis.evaluation.evaluate import EVAL_DEFAULTS, load_run
+from mmdis.evaluation.inference import predict_subsets
+
+
+def run_spacing(run_dir: str | Path) -> float | None:
+    """The isotropic spacing (mm) of the cache a run was trained on, from ``run_dir/data.json``
+    (``None``: the data were not resampled, or the run does not say)."""
+    path = Path(run_dir) / "data.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("preprocessing", {}).get("spacing")
+
+
+def predict_case(
+    run_dir: str | Path,
+    inputs: Mapping[str, str | Path],
+    output: str | Path,
+    convention: str = "brats2021",
+    mask: str | Path | None = None,
+    zscored: bool = False,
+    device: str = "auto",
+    progress: bool = False,
+) -> dict:
+    """Segment one case and write the labels to ``output``.
+
+    Args:
+        run_dir: a training run (``config.json``, ``last.pt``; ``data.json`` gives its spacing).
+        inputs: modality (``flair``, ``t1``, ``t1ce``, ``t2``) -> NIfTI file; at least one.
+        output: the label file to write (``.nii.gz``), atomically.
+        convention: label numbering of the output (``brats2021``, ``brats2023``, ``msd``, ``brats2015``).
+        mask: a brain-mask NIfTI; by default the voxels non-zero in any input (skull-stripped data).
+        zscored: the inputs are already z-scored within the mask (the authors' preprocessed layout).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        progress: a progress bar over sliding windows.
+
+    Returns:
+        ``output``, the modalities used, and the voxel count of each output label.
+
+    Raises:
+        ValueError: no input, an unknown modality, an unknown convention; :class:`~mmdis.data.io.CaseError`
+            subclasses for missing, corrupt or mismatched files. Nothing is written then.
+    """
+    unknown = sorted(set(inputs) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"unknown modality {unknown}; expected some of {list(MODALITIES)}")
+    if not inputs:
+        raise ValueError("give at least one modality file (--flair, --t1, --t1ce or --t2)")
+    get_convention(convention)
+    output = Path(output)
+    if not output.name.endswith((".nii", ".nii.gz")):
+        raise ValueError(f"output {output} must end in .nii or .nii.gz")
+    case_id = output.name.split(".")[0]
+    images, affines, sources = {}, {}, {}
+    for modality in MODALITIES:
+        if modality in inputs:
+            data, affine = load_nifti(inputs[modality], case_id, modality)
+            if data.ndim != 3:
+                raise ValueError(f"{inputs[modality]}: expected a 3-D volume, got shape {data.shape}")
+            images[modality], affines[modality], sources[modality] = data, affine, str(inputs[modality])
+    brain = None
+    if mask is not None:
+        mask_data, affines["brain_mask"] = load_nifti(mask, case_id, "brain mask")
+        sources["brain_mask"] = str(mask)
+        brain = mask_data > 0
+    shapes = {k: v.shape for k, v in images.items()}
+    if brain is not None:
+        shapes["brain_mask"] = brain.shape
+    check_same_geometry(shapes, affines, case_id, sources)
+    if zscored and brain is None:
+        raise ValueError("zscored inputs need their brain mask (--mask)")
+    raw = RawCase(case_id=case_id, layout="files", images=images, label=None,
+                  affine=next(iter(affines.values())), label_convention=convention, brain_mask=brain,
+                  zscored=zscored, sources=sources)
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model, config, _ = load_run(run_dir, dev)
+    case = preprocess_case(raw, target_spacing=run_spacing(run_dir))
+    window = EVAL_DEFAULTS.get(config.profile, EVAL_DEFAULTS["paper"])
+    available = tuple(bool(a) for a in case.available)
+    pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=window["roi_size"],
+                           overlap=window["overlap"], with_recon=False, device=dev, progress=progress)
+    labels = restore_prediction(pred.labels[0], case.crop)  # canonical, on the input grid
+    out = from_canonical(labels, convention).astype(np.uint8)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_nifti(out, raw.affine, output, dtype=np.uint8)
+    values, counts = np.unique(out, return_counts=True)
+    return {"output": str(output), "modalities": [m for m in MODALITIES if m in images],
+            "voxels": {int(v): int(c) for v, c in zip(values, counts)}}
