@@ -3,15 +3,15 @@
 Subcommands::
 
     mmdis phantom OUT_DIR [--cases N] [--seed S] [--spacing MM] [--preview PNG]
-    mmdis prepare DATA_DIR CACHE_DIR [--spacing MM] [--allow-missing] [--seed S] [--layout L]
+    mmdis prepare DATA_DIR [DATA_DIR ...] CACHE_DIR [--spacing MM] [--allow-missing] [--seed S] [--layout L]
     mmdis preview DATA_DIR [--case ID] -o PNG
     mmdis fetch-msd DEST
     mmdis summary [--size 80] [--channels 16]
     mmdis bench [--patch 80] [--cache DIR] [--channels 16]
-    mmdis train --profile P --method M --data DIR --run-dir DIR [--resume] [--cache DIR] [--set K=V ...]
+    mmdis train --profile P --method M --data DIR [DIR ...] --run-dir DIR [--resume] [--set K=V ...]
     mmdis evaluate RUN_DIR... --data DIR --out DIR [--split test]
     mmdis predict --model RUN_DIR [--flair F] [--t1 F] [--t1ce F] [--t2 F] -o SEG.nii.gz
-    mmdis reproduce --profile P [--data DIR] [--work DIR] [--results DIR] [--methods M ...]
+    mmdis reproduce --profile P [--data DIR ...] [--work DIR] [--results DIR] [--methods M ...]
 
 Every failure caused by bad input prints one line naming the file or parameter and exits with 2.
 """
@@ -63,8 +63,17 @@ def _cmd_prepare(args) -> None:
         fractions=tuple(args.split),
         layout=args.layout,
     )
-    manifest = prepare(args.data_dir, args.cache_dir, config, progress=not args.quiet)
-    print(f"{len(manifest['cases'])} cases ({manifest['layout']}) cached in {args.cache_dir}")
+    if not args.paths[:-1]:
+        raise ValueError("give DATA_DIR [DATA_DIR ...] CACHE_DIR")
+    data_dirs, cache_dir = args.paths[:-1], args.paths[-1]
+    manifest = prepare(data_dirs if len(data_dirs) > 1 else data_dirs[0], cache_dir, config,
+                       progress=not args.quiet)
+    layouts = manifest["layout"] if isinstance(manifest["layout"], str) else "+".join(manifest["layout"])
+    print(f"{len(manifest['cases'])} cases ({layouts}) cached in {cache_dir}")
+    for entry in manifest["cases"]:
+        missing = [m for m, a in zip(("flair", "t1", "t1ce", "t2"), entry["available"]) if not a]
+        if missing:
+            print(f"  {entry['case_id']}: has {'+'.join(entry['modalities'])}; lacks {'+'.join(missing)}")
 
 
 def _cmd_fetch_msd(args) -> None:
@@ -108,14 +117,15 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-def _data_cache(data: str, cache: str | None, run_dir: Path, spacing, quiet: bool) -> Path:
+def _data_cache(data: list[str], cache: str | None, run_dir: Path, spacing, quiet: bool) -> Path:
     from mmdis.pipeline import ensure_cache, is_cache
 
-    if is_cache(data):
-        return Path(data)
+    if len(data) == 1 and is_cache(data[0]):
+        return Path(data[0])
     tag = "native" if spacing is None else f"{spacing:g}mm"
-    default = run_dir.parent / "cache" / f"{Path(data).resolve().name}-{tag}"
-    return ensure_cache(data, cache or default, spacing, progress=not quiet)
+    name = "+".join(Path(d).resolve().name for d in data)
+    default = run_dir.parent / "cache" / f"{name}-{tag}"
+    return ensure_cache(data if len(data) > 1 else data[0], cache or default, spacing, progress=not quiet)
 
 
 def _cmd_train(args) -> None:
@@ -205,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_cmd_phantom)
 
-    s = sub.add_parser("prepare", help="preprocess a dataset folder into a cache with a manifest and split")
-    s.add_argument("data_dir")
-    s.add_argument("cache_dir")
+    s = sub.add_parser("prepare", help="preprocess dataset folder(s) into a cache with a manifest and split")
+    s.add_argument("paths", nargs="+", metavar="DATA_DIR... CACHE_DIR",
+                   help="one or more dataset folders (mixed layouts allowed), then the cache folder")
     s.add_argument("--layout", choices=list(LAYOUTS))
     s.add_argument("--spacing", type=float, help="resample to this isotropic spacing (mm)")
     s.add_argument("--margin", type=int, default=0)
@@ -245,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train one method (resumable; torchrun for several GPUs)")
     s.add_argument("--profile", choices=profiles, default="cpu")
     s.add_argument("--method", choices=methods, default="robustseg")
-    s.add_argument("--data", required=True, help="a raw dataset folder or a prepared cache")
+    s.add_argument("--data", required=True, nargs="+",
+                   help="a prepared cache, or raw dataset folder(s) (several make one mixed collection)")
     s.add_argument("--run-dir", required=True)
     s.add_argument("--cache", help="where to prepare a raw --data folder (default: RUN_DIR/../cache/...)")
     s.add_argument("--spacing", type=float, help="resampling of a raw --data folder in mm (0: none; "
@@ -281,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("reproduce", help="data, every method's training, evaluation, tables and figures")
     s.add_argument("--profile", choices=profiles, default="cpu")
-    s.add_argument("--data", help="a raw dataset folder or prepared cache (default: the phantom)")
+    s.add_argument("--data", nargs="+", help="a prepared cache or raw dataset folder(s) (default: phantom)")
     s.add_argument("--work", default="work")
     s.add_argument("--results", default="results")
     s.add_argument("--methods", nargs="+", choices=methods, default=list(METHODS))

@@ -43,21 +43,23 @@ def is_cache(path: str | Path) -> bool:
     return (path / "manifest.json").is_file() and (path / "splits.json").is_file()
 
 
-def ensure_cache(data: str | Path, cache_dir: str | Path, spacing: float | None,
+def ensure_cache(data: str | Path | Sequence[str | Path], cache_dir: str | Path, spacing: float | None,
                  allow_missing: bool = True, progress: bool = True) -> Path:
-    """``data`` itself if it is a prepared cache, else ``data`` prepared into ``cache_dir``.
+    """``data`` itself if it is a prepared cache, else ``data`` (one folder or several, which make one
+    mixed collection) prepared into ``cache_dir``.
 
     Cases lacking modalities are accepted (``allow_missing``): training uses what each case has.
     Preparing again is cheap, as cases already cached with the same parameters are reused.
 
     Raises:
-        FileNotFoundError: if ``data`` does not exist.
+        FileNotFoundError: if a data folder does not exist.
     """
-    data = Path(data)
-    if not data.exists():
-        raise FileNotFoundError(f"--data {data} does not exist")
-    if is_cache(data):
-        return data
+    folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+    for folder in folders:
+        if not folder.exists():
+            raise FileNotFoundError(f"--data {folder} does not exist")
+    if len(folders) == 1 and is_cache(folders[0]):
+        return folders[0]
     prepare(data, cache_dir, PrepareConfig(spacing=spacing, allow_missing=allow_missing), progress=progress)
     return Path(cache_dir)
 
@@ -107,7 +109,8 @@ def train_run(config: TrainConfig, cache_dir: str | Path, run_dir: str | Path,
 
 
 def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: str | Path = "results",
-              data: str | Path | None = None, methods: Sequence[str] = METHODS, device: str = "auto",
+              data: str | Path | Sequence[str | Path] | None = None, methods: Sequence[str] = METHODS,
+              device: str = "auto",
               seed: int = 0, overrides: dict[str, Any] | None = None,
               progress: bool = True) -> dict[str, Any]:
     """Run the whole reproduction for one profile; see the module docstring.
@@ -116,7 +119,8 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
         profile: ``smoke``, ``cpu`` or ``paper`` (see :data:`~mmdis.training.config.PROFILES`).
         work_dir: where data, caches and runs go.
         results_dir: where the tables and figures go.
-        data: a raw dataset folder or a prepared cache; ``None`` generates the phantom.
+        data: a prepared cache or raw dataset folder(s) (several make one mixed collection); ``None``
+            generates the phantom.
         methods: the methods to train and compare.
         device: ``auto``, ``cpu`` or ``cuda``.
         seed: seed of every run.
@@ -124,8 +128,9 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
         progress: progress bars.
 
     Returns:
-        The evaluation summary (see :func:`mmdis.evaluation.evaluate.evaluate`) plus ``runs`` and
-        ``figures``.
+        The evaluation summary (see :func:`mmdis.evaluation.evaluate.evaluate`: ``methods``, ``runs``,
+        ``cache``, ``average_dice``, ``skipped_subsets``, ``files``) plus ``figures``, ``profile`` and
+        ``run_by_method`` (method -> run directory).
 
     Raises:
         ValueError: for an unknown profile or method.
@@ -149,7 +154,10 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
             write_phantom(data, PhantomConfig(cases=cases, seed=seed, spacing=spacing or 1.0),
                           progress=progress, overwrite=True)
     tag = "native" if spacing is None else f"{spacing:g}mm"
-    cache_dir = ensure_cache(data, work_dir / f"cache-{Path(data).name}-{tag}", spacing, progress=progress)
+    folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+    name = "+".join(f.name for f in folders)
+    cache_dir = ensure_cache(folders if len(folders) > 1 else folders[0], work_dir / f"cache-{name}-{tag}",
+                             spacing, progress=progress)
     run_dirs = []
     for method in methods:
         config = make_config(profile, method, device=device, seed=seed, **(overrides or {}))
@@ -159,5 +167,6 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
     summary = evaluate(run_dirs, cache_dir, results_dir, EvalConfig(device=device), progress=progress)
     summary["figures"] = [str(p) for p in write_figures(results_dir, run_dirs)]
     summary["profile"] = profile
+    summary["run_by_method"] = {m: str(r) for m, r in zip(methods, run_dirs)}
     save_json(summary, results_dir / "evaluation.json")
     return summary

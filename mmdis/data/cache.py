@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,47 +162,70 @@ def make_splits(case_ids: list[str], labelled: list[bool], seed: int, fractions)
 
 
 def prepare(
-    data_dir: str | Path, cache_dir: str | Path, config: PrepareConfig | None = None, progress: bool = True
+    data_dir: str | Path | Sequence[str | Path],
+    cache_dir: str | Path,
+    config: PrepareConfig | None = None,
+    progress: bool = True,
 ) -> dict:
-    """Preprocess every case of a raw dataset folder into a cache (see the module docstring).
+    """Preprocess every case of one or several raw dataset folders into a cache (see the module docstring).
 
-    Cases already cached with the same preprocessing parameters are reused; the manifest and the
-    split file are rewritten atomically at the end.
+    Several folders make one mixed collection, e.g. the phantom (four modalities) with real cases that
+    have two: each folder's layout is detected on its own, and case ids must be unique across them.
+    Cases already cached with the same preprocessing parameters are reused; the manifest and the split
+    file are rewritten atomically at the end.
 
     Args:
-        data_dir: a folder in one of the layouts of :mod:`mmdis.data.layouts`.
+        data_dir: a folder in one of the layouts of :mod:`mmdis.data.layouts`, or a list of them.
         cache_dir: output folder.
-        config: preprocessing parameters.
+        config: preprocessing parameters (``config.layout`` forces the layout of every folder).
         progress: show a progress bar.
 
     Returns:
-        The manifest (also written to ``cache_dir/manifest.json``).
+        The manifest (also written to ``cache_dir/manifest.json``). ``source`` and ``layout`` are a
+        string for one folder and lists for several; every case entry names its own ``layout``.
+
+    Raises:
+        ValueError: if a folder holds no case or two folders hold the same case id.
     """
     from mmdis.data.layouts import detect_layout, discover_cases, read_case
 
     config = config or PrepareConfig()
-    data_dir, cache_dir = Path(data_dir), Path(cache_dir)
-    layout = config.layout or detect_layout(data_dir)
-    files = discover_cases(data_dir, layout)
-    if not files:
-        raise ValueError(f"no cases found in {data_dir} (layout {layout})")
+    sources = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else [Path(d) for d in data_dir]
+    if not sources:
+        raise ValueError("give at least one data folder to prepare")
+    cache_dir = Path(cache_dir)
+    jobs, layouts, seen = [], [], {}
+    for source in sources:
+        layout = config.layout or detect_layout(source)
+        files = discover_cases(source, layout)
+        if not files:
+            raise ValueError(f"no cases found in {source} (layout {layout})")
+        for f in files:
+            if f.case_id in seen:
+                raise ValueError(f"case id {f.case_id!r} occurs in both {seen[f.case_id]} and {source}")
+            seen[f.case_id] = source
+            jobs.append((source, layout, f))
+        layouts.append(layout)
     cases_dir = cache_dir / "cases"
     key = config.preprocessing_key()
     entries = []
-    for f in tqdm(files, desc=f"prepare {layout}", unit="case", disable=not progress):
+    desc = f"prepare {'+'.join(dict.fromkeys(layouts))}"
+    for source, layout, f in tqdm(jobs, desc=desc, unit="case", disable=not progress):
         meta_path = cases_dir / f.case_id / "meta.json"
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text())
             if meta.get("preprocessing") == key:
-                entries.append(manifest_entry(meta))
+                entries.append({**manifest_entry(meta), "layout": layout})
                 continue
         raw = read_case(f, allow_missing=config.allow_missing)
         case = preprocess_case(raw, target_spacing=config.spacing, margin=config.margin)
-        entries.append(write_cached_case(case, cases_dir, key, source=str(data_dir / f.case_id)))
+        folder = next(iter(f.images.values())).parent if f.channels is None else source
+        entries.append({**write_cached_case(case, cases_dir, key, source=str(folder)), "layout": layout})
+    single = len(sources) == 1
     manifest = {
         "version": CACHE_VERSION,
-        "source": str(data_dir),
-        "layout": layout,
+        "source": str(sources[0]) if single else [str(s) for s in sources],
+        "layout": layouts[0] if single else layouts,
         "preprocessing": key,
         "cases": entries,
     }

@@ -162,6 +162,7 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
         pred = predict_subsets(model, case.image, case.available, roi_size=settings["roi_size"],
                                overlap=settings["overlap"], subset_batch=config.subset_batch,
                                with_recon=recon, device=device)
+        pred.labels[:, ~case.mask] = 0  # tumour only inside the brain, as for `mmdis predict`
         for s, subset in enumerate(pred.subsets):
             name = subset_name(subset)
             metrics = segmentation_metrics(pred.labels[s], case.label, case.crop.spacing)

@@ -3,7 +3,7 @@
 Any non-empty subset of FLAIR, T1, T1c and T2 goes in; a label NIfTI comes out on the grid and affine of
 the inputs, in the label numbering of a dataset convention (BraTS 2018-2021 by default: 1 NCR/NET,
 2 edema, 4 enhancing). The case is preprocessed as in training (crop to the brain, resample to the run's
-spacing, z-score in the brain), segmented with sliding windows with exactly the given modalities
+spacing, z-score in the brain), segmented inside the brain mask with sliding windows with exactly the given modalities
 (:math:`\\delta_i = 0` for the others), and the prediction is pasted back ("un-cropped").
 """
 
@@ -101,7 +101,8 @@ def predict_case(
     available = tuple(bool(a) for a in case.available)
     pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=window["roi_size"],
                            overlap=window["overlap"], with_recon=False, device=dev, progress=progress)
-    labels = restore_prediction(pred.labels[0], case.crop)  # canonical, on the input grid
+    labels = np.where(case.mask, pred.labels[0], 0)  # tumour only inside the brain
+    labels = restore_prediction(labels, case.crop)  # canonical, on the input grid
     out = from_canonical(labels, convention).astype(np.uint8)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_nifti(out, raw.affine, output, dtype=np.uint8)
