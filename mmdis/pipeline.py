@@ -17,9 +17,11 @@ Work folder layout::
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +137,33 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
     Raises:
         ValueError: for an unknown profile or method.
     """
-    from mmdis.evaluation.evaluate import EvalConfig, evaluate
-    from mmdis.evaluation.figures import write_figures
-
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known profiles: {list(PROFILES)}")
     unknown = [m for m in methods if m not in VARIANTS]
     if unknown or not methods:
         raise ValueError(f"unknown method(s) {unknown or methods}; known methods: {list(VARIANTS)}")
     work_dir, results_dir = Path(work_dir), Path(results_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(work_dir / ".lock"):
+        return _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``, so that two processes reproducing into the same work folder
+    (e.g. two notebooks) take turns instead of writing the same runs at once."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress):
+    from mmdis.evaluation.evaluate import EvalConfig, evaluate
+    from mmdis.evaluation.figures import write_figures
+
     spacing = DATA_SPACING[profile]
     if data is None:
         from mmdis.data.phantom import PhantomConfig, write_phantom

@@ -3,8 +3,8 @@
 Any non-empty subset of FLAIR, T1, T1c and T2 goes in; a label NIfTI comes out on the grid and affine of
 the inputs, in the label numbering of a dataset convention (BraTS 2018-2021 by default: 1 NCR/NET,
 2 edema, 4 enhancing). The case is preprocessed as in training (crop to the brain, resample to the run's
-spacing, z-score in the brain), segmented inside the brain mask with sliding windows with exactly the given modalities
-(:math:`\\delta_i = 0` for the others), and the prediction is pasted back ("un-cropped").
+spacing, z-score in the brain), segmented inside the brain mask with sliding windows with exactly the
+given modalities (:math:`\\delta_i = 0` for the others), and the prediction is pasted back ("un-cropped").
 """
 
 from __future__ import annotations
