@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import random
+import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,12 +23,14 @@ from mmdis.training import (
     OptimConfig,
     TrainConfig,
     load_checkpoint,
+    loop,
     make_config,
     poly_factor,
     save_checkpoint,
     train,
     train_step,
 )
+from mmdis.training.loop import make_grad_scaler, resolve_amp, tensorboard_writer
 
 METHODS = list(VARIANTS)
 
@@ -74,7 +79,8 @@ def test_config_round_trips_through_json():
     (lambda: make_config("smoke", optim={"learning_rate": 1.0}), "learning_rate"),
     (lambda: make_config("smoke", patch_size=(20, 16, 16)), "patch_size"),
     (lambda: make_config("smoke", epochs=0), "epochs"),
-    (lambda: make_config("smoke", amp="fp16"), "amp"),
+    (lambda: make_config("smoke", amp="fp32"), "amp"),
+    (lambda: make_config("smoke", deterministic=1), "deterministic"),
     (lambda: make_config("smoke", device="tpu"), "device"),
     (lambda: make_config("smoke", optim={"lr": -1.0}), "lr"),
     (lambda: TrainConfig.from_dict({"epochs": 2, "bogus": 1}), "bogus"),
@@ -112,6 +118,10 @@ def test_each_method_trains_and_writes_its_run(cache_dir, tmp_path, method):
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("total", "seg", "dice", "ce", "rec", "kl"))
     assert 0.0 <= float(rows[-1]["val_dice_wt"]) <= 1.0
     assert result["step"] == 2 and result["epoch"] == 1
+    assert (result["rank"], result["world_size"], result["amp"]) == (0, 1, "float32")
+    assert result["peak_memory_mb"] > 0 and result["seconds_per_step"] > 0
+    assert result["samples_per_second"] == pytest.approx(1 / result["seconds_per_step"])
+    assert not (run / "tb").exists() or importlib.util.find_spec("tensorboard") is not None
     model = make_config("smoke", method).build_model()
     ckpt = load_checkpoint(run / "last.pt", model, restore_rng=False)
     assert ckpt["method"] == method and ckpt["epoch"] == 1 and ckpt["step"] == 2
@@ -182,3 +192,112 @@ def test_loss_decreases_on_a_fixed_batch(cache_dir):
               for _ in range(20)]
     assert losses[-1] < 0.95 * losses[0], losses
     assert np.mean(losses[-5:]) < np.mean(losses[5:10]) < np.mean(losses[:5]), losses
+
+
+# ------------------------------------------------------------------- precision, logging, determinism
+def test_amp_modes_resolve_per_device(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_amp("auto", cpu) == (None, False)  # a documented decision, see resolve_amp
+    assert resolve_amp("off", cpu) == (None, False)
+    assert resolve_amp("bf16", cpu) == (torch.bfloat16, False)
+    assert resolve_amp("fp16", cpu) == (torch.float16, True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_amp("auto", cuda) == (torch.bfloat16, False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_amp("auto", cuda) == (torch.float16, True)  # pre-Ampere: fp16 and a loss scaler
+    assert resolve_amp("off", cuda) == (None, False)
+    with pytest.raises(ValueError, match="amp"):
+        resolve_amp("fp8", cpu)
+    assert make_config("smoke", amp="fp16").amp == "fp16"
+
+
+def test_bf16_on_the_cpu_warns_about_16_voxel_deep_patches(cache_dir, tmp_path):
+    """torch's CPU bf16 conv3d gets the weight gradient of a 2-voxel-deep map wrong (see resolve_amp)."""
+    config = make_config("smoke", "hemis", epochs=1, iters_per_epoch=1, val_every=0, amp="bf16")
+    with pytest.warns(UserWarning, match="bf16 autocast on the CPU"):
+        result = train(config, cache_dir, tmp_path / "run", progress=False)
+    assert result["amp"] == "bfloat16"
+
+
+def test_a_disabled_scaler_is_the_plain_step(cache_dir):
+    config = make_config("smoke", "hemis")
+    dataset = PatchDataset(cache_dir, ["PHANTOM_000"], config=config.patch, seed=0)
+    batch = {k: v[None] if torch.is_tensor(v) else [v] for k, v in dataset[0].items()}
+    weights = []
+    for scaler in (None, make_grad_scaler(torch.device("cpu"), enabled=False)):
+        torch.manual_seed(0)
+        model = config.build_model()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        train_step(model, batch, optimizer, config.loss, torch.device("cpu"), scaler=scaler)
+        weights.append(model.state_dict())
+    for name, p in weights[0].items():
+        assert torch.equal(p, weights[1][name]), name
+
+
+def test_fp16_run_keeps_its_loss_scaler_across_a_resume(cache_dir, tmp_path):
+    """fp16 autocast and a GradScaler run on the CPU too; the scaler's state is part of the checkpoint."""
+    config = make_config("smoke", "hemis", epochs=2, iters_per_epoch=2, val_every=0, amp="fp16")
+    result = train(config, cache_dir, tmp_path / "run", progress=False, stop_after=1)
+    assert result["amp"] == "float16"
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert set(ckpt["scaler"]) >= {"scale", "_growth_tracker"}
+    # 2 steps: either both succeeded (tracker 2) or an overflow halved the scale and reset the tracker.
+    assert ckpt["scaler"]["_growth_tracker"] == 2 or ckpt["scaler"]["scale"] < 2.0**16
+    scaler = make_grad_scaler(torch.device("cpu"), enabled=True)
+    load_checkpoint(tmp_path / "run" / "last.pt", config.build_model(), scaler=scaler, restore_rng=False)
+    assert scaler.state_dict() == ckpt["scaler"]
+    train(config, cache_dir, tmp_path / "run", resume=True, progress=False)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4 and ckpt["scaler"]["_growth_tracker"] in (0, 1, 2, 3, 4)
+    rows = _rows(tmp_path / "run")
+    assert all(np.isfinite(float(r["total"])) for r in rows)
+    # A float32 run has no scaler state to keep.
+    train(make_config("smoke", "hemis", epochs=1, iters_per_epoch=1, val_every=0), cache_dir,
+          tmp_path / "fp32", progress=False)
+    assert torch.load(tmp_path / "fp32" / "last.pt", weights_only=True)["scaler"] is None
+
+
+def test_without_tensorboard_there_is_no_writer(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now raises ImportError
+    assert tensorboard_writer(tmp_path / "tb") is None
+    assert not (tmp_path / "tb").exists()
+
+
+def test_tensorboard_events_hold_the_losses_and_the_dice(cache_dir, tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard is optional")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = make_config("smoke", "hemis", epochs=2, iters_per_epoch=2)
+    train(config, cache_dir, tmp_path / "run", progress=False, stop_after=1)
+    train(config, cache_dir, tmp_path / "run", progress=False, resume=True)
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {f"loss/{k}" for k in ("total", "seg", "dice", "ce", "rec", "kl")} | {"lr", "val/dice_wt"} <= tags
+    rows = _rows(tmp_path / "run")
+    # The resumed run continues the curve: every step once, the values of metrics.csv.
+    assert [e.step for e in events.Scalars("loss/total")] == [1, 2, 3, 4]
+    assert [e.value for e in events.Scalars("loss/total")] == pytest.approx([float(r["total"]) for r in rows])
+    assert [e.step for e in events.Scalars("val/dice_wt")] == [2, 4]
+
+
+def test_deterministic_switch_holds_while_training_only(cache_dir, tmp_path, monkeypatch):
+    seen = []
+    step = loop.train_step
+
+    def spy(*args, **kwargs):
+        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                     torch.backends.cudnn.benchmark))
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", spy)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    config = make_config("smoke", "hemis", epochs=1, iters_per_epoch=1, val_every=0, deterministic=True)
+    train(config, cache_dir, tmp_path / "on", progress=False)
+    assert seen == [(True, True, False)]
+    after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    assert after == before
+    train(replace(config, deterministic=False), cache_dir, tmp_path / "off", progress=False)
+    assert seen[-1] == before

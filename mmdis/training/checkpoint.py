@@ -1,9 +1,13 @@
-"""Checkpoints that resume a run exactly: weights, optimiser, schedule, counters and every RNG state.
+"""Checkpoints that resume a run exactly: weights, optimiser, schedule, loss scaler, counters, RNG states.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that it loads with
 ``torch.load(weights_only=True)``, which cannot execute code from the file. The RNG states are stored in
 that form too (Python's Mersenne twister as an ``int64`` tensor, NumPy's likewise). Writing goes to a
 temporary file renamed onto the target, so an interruption never leaves a half-written ``last.pt``.
+
+The weights are always those of the bare network: a model wrapped in ``DistributedDataParallel`` is
+unwrapped before saving, so a checkpoint of a multi-process run loads into single-process code. Such a
+run also stores the RNG states of every rank (``rank_rng``), so that each rank resumes its own streams.
 """
 
 from __future__ import annotations
@@ -51,12 +55,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(cuda)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside a ``DistributedDataParallel`` (or ``DataParallel``) wrapper; else ``model``."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    return model.module if isinstance(model, wrappers) else model
+
+
 def save_checkpoint(
     path: str | Path,
     *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    rank_rng: list[dict[str, Any]] | None = None,
     epoch: int = 0,
     step: int = 0,
     method: str | None = None,
@@ -66,8 +78,12 @@ def save_checkpoint(
 
     Args:
         path: destination, e.g. ``run_dir / "last.pt"``.
-        model: the network; its ``config`` (a :class:`~mmdis.models.config.ModelConfig`) is stored too.
+        model: the network, possibly wrapped in ``DistributedDataParallel`` (the bare network's weights
+            are stored); its ``config`` (a :class:`~mmdis.models.config.ModelConfig`) is stored too.
         optimizer, scheduler: their state dicts are stored when given.
+        scaler: the fp16 loss scaler; its state (scale, growth tracker) is stored when it is enabled.
+        rank_rng: :func:`rng_state` of every rank of a multi-process run, indexed by rank (``rng`` is
+            always this process's own state).
         epoch: number of completed epochs (training resumes at this epoch).
         step: number of completed optimiser steps.
         method: the training method (default: ``model.config.name``); a checkpoint refuses to load into
@@ -77,6 +93,7 @@ def save_checkpoint(
     Returns:
         ``path``.
     """
+    model = unwrap(model)
     config = getattr(model, "config", None)
     payload: dict[str, Any] = {
         "version": CHECKPOINT_VERSION,
@@ -85,11 +102,14 @@ def save_checkpoint(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "epoch": int(epoch),
         "step": int(step),
         "rng": rng_state(),
         "extra": extra or {},
     }
+    if rank_rng is not None:
+        payload["rank_rng"] = list(rank_rng)
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -104,6 +124,7 @@ def load_checkpoint(
     method: str | None = None,
     restore_rng: bool = True,
     map_location: str | torch.device = "cpu",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and optimiser, scheduler).
 
@@ -111,8 +132,9 @@ def load_checkpoint(
 
     Args:
         path: the checkpoint file.
-        model: receives the weights.
+        model: receives the weights (a ``DistributedDataParallel`` wrapper is unwrapped).
         optimizer, scheduler: receive their states when given.
+        scaler: receives the fp16 loss scaler's state when given and the checkpoint holds one.
         method: the method the caller trains (default: ``model.config.name``).
         restore_rng: also restore the Python, NumPy and torch RNG states (to resume exactly).
         map_location: where tensors are loaded before being copied into the model.
@@ -129,6 +151,7 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    model = unwrap(model)
     config = getattr(model, "config", None)
     expected = method or (config.name if config is not None else None)
     saved = ckpt.get("method")
@@ -147,6 +170,8 @@ def load_checkpoint(
         optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt.get("scheduler") is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
     if restore_rng:
         set_rng_state(ckpt["rng"])
     return ckpt
