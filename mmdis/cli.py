@@ -12,6 +12,7 @@ Subcommands::
     mmdis evaluate RUN_DIR... --data DIR --out DIR [--split test]
     mmdis predict --model RUN_DIR [--flair F] [--t1 F] [--t1ce F] [--t2 F] -o SEG.nii.gz
     mmdis reproduce --profile P [--data DIR ...] [--work DIR] [--results DIR] [--methods M ...]
+    mmdis notebooks --profile P [--only NN ...]
 
 Every failure caused by bad input prints one line naming the file or parameter and exits with 2.
 """
@@ -196,6 +197,15 @@ def _cmd_reproduce(args) -> None:
         print(f"  {column:>24}: {value:6.2f} % Dice (15-subset average)")
 
 
+def _cmd_notebooks(args) -> None:
+    from mmdis.book import execute_notebooks
+
+    done = execute_notebooks(args.profile, src=args.src, dst=args.dst, only=args.only, device=args.device,
+                             seed=args.seed, progress=not args.quiet)
+    for item in done:
+        print(f"  {item['name']}: {item['seconds']:.0f} s -> {item['output']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mmdis.data.layouts import LAYOUTS
     from mmdis.models.config import VARIANTS
@@ -300,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
     s.set_defaults(func=_cmd_reproduce)
+
+    s = sub.add_parser("notebooks", help="execute the tutorial notebooks with papermill for the book")
+    s.add_argument("--profile", choices=profiles, default="cpu")
+    s.add_argument("--src", default="notebooks")
+    s.add_argument("--dst", default="book/notebooks")
+    s.add_argument("--only", nargs="+", metavar="NN", help="only notebooks starting with these prefixes")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_notebooks)
     return p
 
 

@@ -42,6 +42,7 @@ from mmdis.evaluation.report import (
 from mmdis.models.config import ModelConfig
 from mmdis.models.networks import MultimodalSegNet
 from mmdis.training.config import TrainConfig
+from mmdis.training.loop import resolve_amp
 
 #: Sliding-window settings per training profile: the paper's 80^3 windows with 50 % overlap, and windows
 #: that hold a whole 3 mm phantom brain for the CPU profile (one window, no blending seams).
@@ -64,6 +65,8 @@ class EvalConfig:
             decoders per subset); ``None`` for all, ``0`` for none.
         subset_batch: (window, subset) pairs decoded together.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        amp: autocast of the network: ``run`` follows the run's training setting (see
+            :func:`~mmdis.training.loop.resolve_amp`), or ``auto``, ``bf16``, ``fp16``, ``off``.
     """
 
     split: str = "test"
@@ -72,6 +75,7 @@ class EvalConfig:
     recon_cases: int | None = -1
     subset_batch: int = 5
     device: str = "auto"
+    amp: str = "run"
 
     def resolved(self, profile: str) -> dict[str, Any]:
         """Settings with the profile's defaults filled in (``recon_cases=-1`` means the profile's)."""
@@ -143,6 +147,9 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
     device = _device(config.device)
     model, train_config, meta = load_run(run_dir, device)
     settings = config.resolved(train_config.profile)
+    amp = train_config.amp if config.amp == "run" else config.amp
+    amp_dtype = resolve_amp(amp, device)[0]
+    settings["amp"] = str(amp_dtype)
     label = method or train_config.method
     key = _cache_key(meta, cache, settings)
     cached = run_dir / "evaluation" / f"{config.split}-{key}.csv"
@@ -161,7 +168,7 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
         recon = settings["recon_cases"] is None or n < settings["recon_cases"]
         pred = predict_subsets(model, case.image, case.available, roi_size=settings["roi_size"],
                                overlap=settings["overlap"], subset_batch=config.subset_batch,
-                               with_recon=recon, device=device)
+                               with_recon=recon, device=device, amp_dtype=amp_dtype)
         pred.labels[:, ~case.mask] = 0  # tumour only inside the brain, as for `mmdis predict`
         for s, subset in enumerate(pred.subsets):
             name = subset_name(subset)

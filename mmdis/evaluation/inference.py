@@ -119,7 +119,9 @@ def predict_subsets(
         ValueError: for a wrongly shaped image, a window size not divisible by 8, or a subset that
             needs a modality the case lacks.
     """
-    image = torch.as_tensor(np.asarray(image) if not isinstance(image, Tensor) else image)
+    if not isinstance(image, Tensor):
+        image = np.asarray(image)
+        image = torch.from_numpy(image if image.flags.writeable else image.copy())  # e.g. a memory map
     if image.dim() != 4 or image.shape[0] != NUM_MODALITIES:
         raise ValueError(f"image must have shape ({NUM_MODALITIES}, D, H, W), got {tuple(image.shape)}")
     available = [True] * NUM_MODALITIES if available is None else [bool(a) for a in available]

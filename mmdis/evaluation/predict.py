@@ -21,6 +21,7 @@ from mmdis.data.io import RawCase, check_same_geometry, load_nifti, save_nifti
 from mmdis.data.preprocess import preprocess_case, restore_prediction
 from mmdis.evaluation.evaluate import EVAL_DEFAULTS, load_run
 from mmdis.evaluation.inference import predict_subsets
+from mmdis.training.loop import resolve_amp
 
 
 def run_spacing(run_dir: str | Path) -> float | None:
@@ -100,7 +101,8 @@ def predict_case(
     window = EVAL_DEFAULTS.get(config.profile, EVAL_DEFAULTS["paper"])
     available = tuple(bool(a) for a in case.available)
     pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=window["roi_size"],
-                           overlap=window["overlap"], with_recon=False, device=dev, progress=progress)
+                           overlap=window["overlap"], with_recon=False, device=dev, progress=progress,
+                           amp_dtype=resolve_amp(config.amp, dev)[0])
     labels = np.where(case.mask, pred.labels[0], 0)  # tumour only inside the brain
     labels = restore_prediction(labels, case.crop)  # canonical, on the input grid
     out = from_canonical(labels, convention).astype(np.uint8)

@@ -1,0 +1,86 @@
+"""Execute the tutorial notebooks with papermill, for the book to render.
+
+The sources in ``notebooks/`` are stored without outputs. :func:`execute_notebooks` runs each one with
+papermill, injecting the parameters of a profile (``profile``, ``work_dir``, ``results_dir``, ``device``,
+``seed``), and writes the executed copy to ``book/notebooks/``, which ``_toc.yml`` lists and Jupyter Book
+renders without executing anything again. The notebooks share one reproduction (``work_dir``): the first
+one that calls :func:`mmdis.pipeline.reproduce` trains and evaluates, the others reuse its results. An
+executed copy is written to a temporary file and renamed, so a failed notebook never leaves a
+half-executed page behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+#: Where the executed copies go, relative to the repository root (``_toc.yml`` points there).
+EXECUTED_DIR = Path("book") / "notebooks"
+
+
+def notebook_sources(src: str | Path = "notebooks") -> list[Path]:
+    """The numbered notebooks (``01_*.ipynb`` ...) of ``src``, in order.
+
+    Raises:
+        FileNotFoundError: if ``src`` has none.
+    """
+    paths = sorted(p for p in Path(src).glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) in {src}")
+    return paths
+
+
+def profile_parameters(profile: str, root: str | Path = ".", device: str = "auto", seed: int = 0) -> dict:
+    """The papermill parameters of a profile: one work and one results folder per profile, as absolute
+    paths so that they do not depend on the folder the kernel runs in."""
+    root = Path(root).resolve()
+    return {"profile": profile, "work_dir": str(root / "work" / profile),
+            "results_dir": str(root / "results" / profile), "device": device, "seed": seed}
+
+
+def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: str | Path = EXECUTED_DIR,
+                      only: list[str] | None = None, device: str = "auto", seed: int = 0,
+                      root: str | Path = ".", timeout: int | None = None,
+                      progress: bool = True) -> list[dict]:
+    """Run every notebook of ``src`` with papermill into ``dst``.
+
+    Args:
+        profile: the training profile the notebooks load or train (``smoke``, ``cpu``, ``paper``).
+        src: folder of the notebook sources.
+        dst: folder of the executed copies.
+        only: run only notebooks whose name starts with one of these prefixes (e.g. ``["01", "05"]``).
+        device, seed: passed to the notebooks.
+        root: the repository root (work and results folders go under it).
+        timeout: per-cell timeout in seconds (``None``: none).
+        progress: a progress bar over notebooks.
+
+    Returns:
+        Per notebook: ``name``, ``output`` and ``seconds``.
+
+    Raises:
+        papermill.PapermillExecutionError: naming the notebook and the cell that failed.
+    """
+    import papermill
+
+    params = profile_parameters(profile, root, device, seed)
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    sources = notebook_sources(src)
+    if only:
+        sources = [p for p in sources if any(p.name.startswith(o) for o in only)]
+    done = []
+    for path in tqdm(sources, desc=f"notebooks ({profile})", unit="nb", disable=not progress):
+        out = dst / path.name
+        tmp = out.with_name(f".{out.stem}.tmp.ipynb")
+        tick = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(path), str(tmp), parameters=params, cwd=str(path.parent),
+                                       progress_bar=False, execution_timeout=timeout, kernel_name="python3")
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        done.append({"name": path.name, "output": str(out), "seconds": round(time.perf_counter() - tick, 1)})
+    return done
