@@ -7,7 +7,7 @@ Subcommands::
     mmdis preview DATA_DIR [--case ID] -o PNG
     mmdis fetch-msd DEST
     mmdis summary [--size 80] [--channels 16]
-    mmdis bench [--patch 80] [--cache DIR] [--channels 16]
+    mmdis bench [--patch 80] [--cache DIR] [--channels 16] [--profile P] [--threads N]
     mmdis train --profile P --method M --data DIR [DIR ...] --run-dir DIR [--resume] [--set K=V ...]
     mmdis evaluate RUN_DIR... --data DIR --out DIR [--split test]
     mmdis predict --model RUN_DIR [--flair F] [--t1 F] [--t1ce F] [--t2 F] -o SEG.nii.gz
@@ -94,7 +94,9 @@ def _cmd_summary(args) -> None:
 def _cmd_bench(args) -> None:
     from mmdis.bench import run_benchmarks
 
-    run_benchmarks(patch=args.patch, cache_dir=args.cache, seconds=args.seconds, channels=args.channels)
+    run_benchmarks(patch=args.patch, cache_dir=args.cache, seconds=args.seconds, channels=args.channels,
+                   profile=None if args.profile == "none" else args.profile, eval_size=args.eval_size,
+                   device=args.device, threads=args.threads)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -254,11 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="meta", help="'meta' counts FLOPs without computing")
     s.set_defaults(func=_cmd_summary)
 
-    s = sub.add_parser("bench", help="print a table of data-loader and training-step throughput")
+    s = sub.add_parser("bench", help="print a table of step time, memory, FLOP/s, evaluation cost and "
+                       "loader throughput against their targets")
     s.add_argument("--patch", type=int, default=80)
     s.add_argument("--cache", help="a prepared cache to read (default: a small phantom made on the fly)")
     s.add_argument("--seconds", type=float, default=10.0, help="time spent per measurement")
     s.add_argument("--channels", type=int, default=16, help="base width C of the model (paper: 16)")
+    s.add_argument("--profile", choices=["smoke", "cpu", "paper", "none"], default="cpu",
+                   help="also time this training profile's step ('none': skip)")
+    s.add_argument("--eval-size", type=int, help="volume size of the 15-subset evaluation (default: --patch)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, help="torch threads (1 is steadier on a shared machine)")
     s.set_defaults(func=_cmd_bench)
 
     profiles, methods = list(PROFILES), list(VARIANTS)

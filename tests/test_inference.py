@@ -90,3 +90,14 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_bad_image_shape():
     with pytest.raises(ValueError, match="image"):
         predict_subsets(_model("hemis"), torch.zeros(3, 16, 16, 16))
+
+
+def test_decode_without_reconstruction_gives_the_same_segmentation():
+    model = _model("robustseg")
+    x = torch.randn(2, 4, 16, 16, 16)
+    available = torch.tensor([[True, False, True, True], [False, True, False, False]])
+    with torch.no_grad():
+        enc = model.encode(x)
+        full, seg_only = model.decode(enc, available), model.decode(enc, available, reconstruct=False)
+    torch.testing.assert_close(full.seg, seg_only.seg)
+    assert full.recon is not None and seg_only.recon is None and seg_only.kl is None

@@ -156,7 +156,7 @@ def predict_subsets(
             for lo in range(0, b * n_sub, subset_batch):
                 rows = torch.arange(lo, min(lo + subset_batch, b * n_sub), device=window.device)
                 part = _select_rows(encoded, rows // n_sub)
-                out = model.decode(part, avail[rows])
+                out = model.decode(part, avail[rows], reconstruct=recon_wanted)
                 probs.append(torch.softmax(out.seg.float(), dim=1))
                 if recon_wanted:
                     recons.append(out.recon.float())

@@ -178,7 +178,7 @@ class MultimodalSegNet(nn.Module):
             encoded.appearance = reparameterize(encoded.mu, encoded.logvar) if self.training else encoded.mu
         return encoded
 
-    def decode(self, encoded: Encoded, available: Tensor) -> ModelOutput:
+    def decode(self, encoded: Encoded, available: Tensor, reconstruct: bool = True) -> ModelOutput:
         """Fuse exactly the modalities marked in ``available`` (:math:`\\delta = ` ``available``) and decode.
 
         No dropout happens here, so that decoding the 15 subsets of one encoding is deterministic.
@@ -186,6 +186,8 @@ class MultimodalSegNet(nn.Module):
         Args:
             encoded: output of :meth:`encode` (or its :meth:`Encoded.repeat`).
             available: ``(B, M)`` bool, the modalities to fuse.
+            reconstruct: run the reconstruction decoders (``False`` skips them when only the segmentation
+                is wanted, e.g. evaluating Dice; ``recon`` and ``kl`` are then ``None``).
 
         Returns:
             :class:`ModelOutput` with ``delta = available``.
@@ -209,7 +211,7 @@ class MultimodalSegNet(nn.Module):
                 gates.append(gate)
             gates = gates if self.config.fusion == "gated" else None
         out = ModelOutput(seg=self.seg_decoder(fused), delta=delta, gates=gates, fused=fused)
-        if self.recon_decoders is not None:
+        if self.recon_decoders is not None and reconstruct:
             assert encoded.appearance is not None and encoded.mu is not None and encoded.logvar is not None
             z = fused[-1]  # (B, 8C, D/8, H/8, W/8): Eq. (1) renders from the deepest fused code only
             recon = [dec(z, encoded.appearance[:, i]) for i, dec in enumerate(self.recon_decoders)]
