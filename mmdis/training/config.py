@@ -8,7 +8,7 @@ A run is fully described by one :class:`TrainConfig`; :func:`mmdis.training.trai
 profile  purpose
 ======== ================================================================================================
 smoke    tests: 16^3 patches, C = 4, 2 epochs x 2 iterations; seconds on a laptop.
-cpu      a 2-core CPU on the phantom at 2 mm: 48^3 patches, C = 8, 8 x 15 = 120 steps (minutes).
+cpu      a 2-core CPU on the phantom at 3 mm: 32^3 patches, C = 8, 20 x 20 = 400 steps in bf16, lr 1e-3.
 paper    Chen et al. (2019): 80^3 patches, C = 16, batch 1, Adam 1e-4, poly 0.9, 300 x 300 iterations.
 ======== ================================================================================================
 """
@@ -197,9 +197,13 @@ def _check_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"epochs": 2, "iters_per_epoch": 2, "patch_size": (16, 16, 16), "base_channels": 4,
               "val_every": 1, "model": {"appearance_channels": 4}},
-    # Measured on 2 cores: ~1.9 s a step for robustseg, ~1.5 s for hemis, so ~3-4 min a method.
-    "cpu": {"epochs": 8, "iters_per_epoch": 15, "patch_size": (48, 48, 48), "base_channels": 8,
-            "val_every": 4, "model": {"appearance_channels": 8}},
+    # The embedded phantom at 3 mm on a 2-core CPU: 400 steps of 32^3 patches in bf16 autocast (3-4x
+    # faster than float32 on a CPU with bf16 instructions) with a 10x larger learning rate than the
+    # paper's, which trains for 225x more steps. Measured for robustseg on the phantom: 600 such steps
+    # gave full-modality test Dice WT 0.84 / TC 0.90 / ET 0.84 (48^3 windows); 240 float32 steps 0.80.
+    "cpu": {"epochs": 20, "iters_per_epoch": 20, "patch_size": (32, 32, 32), "base_channels": 8,
+            "val_every": 5, "amp": "bf16", "optim": OptimConfig(lr=1e-3),
+            "model": {"appearance_channels": 8}},
     "paper": {"epochs": 300, "iters_per_epoch": 300, "patch_size": (80, 80, 80), "base_channels": 16,
               "batch_size": 1, "val_every": 10, "model": {}},
 }
