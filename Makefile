@@ -7,11 +7,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DATA ?= data
-PHANTOM_CASES ?= 24
-PHANTOM_SPACING ?= 2.0
+PROFILE ?= cpu
 export MPLBACKEND := Agg
 
-.PHONY: book test lint env phantom clean
+.PHONY: book test lint env reproduce notebooks html check-book browser clean
 
 env: $(VENV)/.installed
 
@@ -21,18 +20,40 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -e ".[test,book,mha]"
 	touch $@
 
-## The main job: build the book from the embedded default data (no download).
+## The main job: build the book from the embedded default data (no download). Every step reuses
+## finished work, so a second run only rebuilds the HTML.
 book: env
-	$(PY) -m mmdis.cli phantom $(DATA)/phantom --cases $(PHANTOM_CASES) --spacing $(PHANTOM_SPACING) \
+	$(PY) -m mmdis.cli phantom $(DATA)/preview --cases 1 --spacing 2 --overwrite \
 		--preview book/images/phantom_preview.png
-	$(PY) -m mmdis.cli prepare $(DATA)/phantom $(DATA)/cache
-	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going
+	$(MAKE) reproduce notebooks html PROFILE=$(PROFILE)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
-## The tests: lint, then the whole pytest suite (slow tests included).
+## Train and evaluate every method (phantom -> runs -> results/$(PROFILE)).
+reproduce: env
+	$(PY) -m mmdis.cli reproduce --profile $(PROFILE) --work work/$(PROFILE) --results results/$(PROFILE)
+
+## Execute the notebooks with papermill into book/notebooks (they reuse the reproduction).
+notebooks: env
+	$(PY) -m mmdis.cli notebooks --profile $(PROFILE)
+
+## Render the executed notebooks and pages; warnings are errors.
+html: env
+	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going
+
+## Open every page in headless Chromium (Debian's chromium and chromium-driver, installed if missing).
+check-book: env browser
+	$(PY) data_scripts/check_book.py _build/html
+
+browser:
+	test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+## The tests: lint, the whole pytest suite (slow tests and the notebooks under nbval included), then
+## the book built strictly from the smoke profile's results and checked in a browser.
 test: env
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+	$(MAKE) notebooks html check-book PROFILE=smoke
 
 lint: env
 	$(VENV)/bin/ruff check .

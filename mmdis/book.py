@@ -84,3 +84,67 @@ def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: 
             tmp.unlink(missing_ok=True)
         done.append({"name": path.name, "output": str(out), "seconds": round(time.perf_counter() - tick, 1)})
     return done
+
+
+#: Text that betrays a failed cell in a rendered notebook page.
+ERROR_MARKERS = ("Traceback (most recent call last)", "PapermillExecutionError", "NameError:",
+                 "ModuleNotFoundError:", "ValueError:", "RuntimeError:", "AssertionError")
+
+
+def check_rendered_book(html_dir: str | Path = "_build/html", chromium: str = "/usr/bin/chromium",
+                        chromedriver: str = "/usr/bin/chromedriver") -> dict[str, list[str]]:
+    """Open every page of a built book in headless Chromium and report what a reader would see broken.
+
+    A page fails when it does not load (no title or no main article), when an image is missing or did
+    not decode (``naturalWidth == 0``), or when its text shows a Python error from an executed cell.
+
+    Args:
+        html_dir: the ``_build/html`` folder of ``jupyter-book build``.
+        chromium, chromedriver: Debian's ``chromium`` and ``chromium-driver`` binaries.
+
+    Returns:
+        ``pages``: every page checked (relative path) -> its number of images; ``problems``: page -> list
+        of problems, only for pages that have some (empty: the book is fine).
+
+    Raises:
+        FileNotFoundError: if ``html_dir`` has no ``index.html`` or the browser is not installed.
+    """
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    html_dir = Path(html_dir).resolve()
+    if not (html_dir / "index.html").is_file():
+        raise FileNotFoundError(f"{html_dir} has no index.html: build the book first")
+    for binary in (chromium, chromedriver):
+        if not Path(binary).is_file():
+            raise FileNotFoundError(f"{binary} is missing (apt-get install chromium chromium-driver)")
+    skip = {"genindex.html", "search.html", "py-modindex.html"}
+    pages = sorted(p for p in html_dir.rglob("*.html") if p.name not in skip
+                   and not any(part.startswith("_") for part in p.relative_to(html_dir).parts))
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    problems: dict[str, list[str]] = {}
+    checked: dict[str, int] = {}
+    try:
+        for page in pages:
+            name = str(page.relative_to(html_dir))
+            driver.get(page.as_uri())
+            found = []
+            article = driver.execute_script("return !!document.querySelector('main, article');")
+            if not driver.title or not article:
+                found.append("page did not load (no title or main article)")
+            broken = driver.execute_script(
+                "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                ".map(i => i.getAttribute('src'));")
+            found += [f"image not shown: {src}" for src in broken]
+            text = driver.execute_script("return document.body ? document.body.innerText : '';")
+            found += [f"error in the output: {m}" for m in ERROR_MARKERS if m in text]
+            checked[name] = int(driver.execute_script("return document.images.length;"))
+            if found:
+                problems[name] = found
+    finally:
+        driver.quit()
+    return {"pages": checked, "problems": problems}
