@@ -96,5 +96,8 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     the summand of :math:`\mathcal{L}_{KL} = \sum_{i=1}^{M} \mathbb{E}[D_{KL}(p(a_i) \| \mathcal{N}(0, I))]`.
 
     Shapes: ``mu``, ``logvar`` ``(..., appearance_dim)`` -> ``(...)`` (summed over the code dimension).
+    Computed in float32 even under bf16 autocast, where ``exp(v) - 1 - v`` of a small ``v`` would round
+    to a (slightly negative) number of the order of the bf16 precision.
     """
+    mu, logvar = mu.float(), logvar.float()
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
