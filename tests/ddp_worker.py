@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mmdis.data.datasets import PatchDataset
-from mmdis.training import TrainConfig, loop, make_config, train
+from mmdis.training import TrainConfig, loop, make_config, runlog, train
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -67,8 +67,10 @@ def main(cache_dir: str, out_dir: str) -> None:
             return fn(*args, **kwargs)
         return wrapper
 
-    for name in ("save_checkpoint", "_write_metrics", "save_json", "tensorboard_writer"):
-        setattr(loop, name, counted(getattr(loop, name)))
+    # Every function that writes into the run folder, where the loop looks it up.
+    for module, name in ((loop, "save_checkpoint"), (loop, "save_json"), (runlog, "write_metrics"),
+                         (runlog, "tensorboard_writer")):
+        setattr(module, name, counted(getattr(module, name)))
 
     config = make_config("smoke", "robustseg", epochs=2, iters_per_epoch=2)
     runs = [("straight", {}), ("resumed", {"stop_after": 1}), ("resumed", {"resume": True})]

@@ -21,7 +21,7 @@ from mmdis.data.phantom import PhantomConfig, write_phantom
 from mmdis.losses import total_loss
 from mmdis.models.config import VARIANTS
 from mmdis.training import load_checkpoint, make_config, save_checkpoint
-from mmdis.training.loop import Distributed, init_distributed
+from mmdis.training.distributed import Distributed, init_distributed
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -66,6 +66,25 @@ def test_single_process_runs_without_a_process_group(monkeypatch):
     ddp, device = init_distributed("cpu")
     assert ddp == Distributed() and not ddp.active and ddp.main and device == torch.device("cpu")
     assert not dist.is_initialized()
+
+
+class _TwoRanks(Distributed):
+    """Rank 0 of 2 without a process group: ``all_gather`` returns the ranks' val scores of 5 cases."""
+
+    def all_gather(self, obj):
+        return [[0.0, 0.2, 0.4], [0.1, 0.3]]
+
+
+def test_each_rank_takes_its_block_of_patches_and_every_wth_val_case():
+    ddp = Distributed(rank=1, world_size=3)
+    patches = ddp.shard(list(range(12)), 4)
+    assert [patches[i] for i in range(len(patches))] == [4, 5, 6, 7]
+    assert ddp.cases(["a", "b", "c", "d", "e"]) == ["b", "e"]
+    # The ranks' scores come back in the order of the cases, whatever rank segmented each.
+    assert _TwoRanks(rank=0, world_size=2).gather_cases([0.0, 0.2, 0.4]) == [0.0, 0.1, 0.2, 0.3, 0.4]
+    alone, model, ids = Distributed(), torch.nn.Linear(1, 1), ["a", "b"]
+    assert alone.shard(ids, 2) is ids and alone.cases(ids) == ids and alone.gather_cases([0.5]) == [0.5]
+    assert alone.wrap(model, torch.device("cpu")) is model
 
 
 def test_checkpoint_of_a_wrapped_model_loads_into_a_bare_one(tmp_path):

@@ -2,12 +2,18 @@
 
 ``train(make_config("cpu", "robustseg"), cache_dir, run_dir)`` trains one method in this process;
 ``torchrun --nproc_per_node 2 -m mmdis.cli train ...`` runs the same call data-parallel (DDP) on two
-GPUs or CPU processes. See :mod:`.loop`.
+GPUs or CPU processes.
+
+Modules: :mod:`.config` (runs and profiles), :mod:`.loop` (:func:`train`, :func:`train_step`,
+:func:`validate`, the poly schedule), :mod:`.distributed` (several processes under ``torchrun``),
+:mod:`.precision` (mixed precision, deterministic kernels), :mod:`.runlog` (``env.json``,
+``metrics.csv``, TensorBoard, peak memory), :mod:`.checkpoint` (``last.pt``).
 """
 
 from mmdis.training.checkpoint import load_checkpoint, save_checkpoint
 from mmdis.training.config import AMP_MODES, PROFILES, OptimConfig, TrainConfig, make_config
-from mmdis.training.loop import poly_factor, resolve_amp, train, train_step, validate
+from mmdis.training.loop import poly_factor, train, train_step, validate
+from mmdis.training.precision import resolve_amp
 
 __all__ = [
     "AMP_MODES",

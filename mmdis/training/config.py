@@ -25,7 +25,7 @@ from mmdis.losses import LossConfig
 from mmdis.models.config import VARIANTS, ModelConfig
 from mmdis.models.networks import SIZE_MULTIPLE, MultimodalSegNet, build_model
 
-#: Mixed-precision modes; :func:`mmdis.training.loop.resolve_amp` says what each runs on a device.
+#: Mixed-precision modes; :func:`mmdis.training.precision.resolve_amp` says what each runs on a device.
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
@@ -72,7 +72,7 @@ class TrainConfig:
         amp: mixed precision. ``auto``: bf16 autocast on a CUDA device that supports it, fp16 autocast
             with a loss scaler on an older one, float32 on the CPU. ``bf16``: bf16 autocast on any device
             (on a CPU with AVX512-BF16 the ``cpu`` profile trains 3.6x faster; not with 16^3 patches,
-            see :func:`~mmdis.training.loop.resolve_amp`). ``fp16``: fp16 autocast and a
+            see :func:`~mmdis.training.precision.resolve_amp`). ``fp16``: fp16 autocast and a
             ``GradScaler`` on any device. ``off``: float32.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. Under DDP a CUDA device
             is always ``cuda:LOCAL_RANK``, one GPU per process.
