@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from mmdis.conventions import MODALITIES, MODALITY_NAMES, subset_name
 from mmdis.data.cache import Cache
 from mmdis.data.io import save_json
-from mmdis.evaluation.inference import feasible_subsets, predict_subsets
+from mmdis.evaluation.inference import EVAL_DEFAULTS, feasible_subsets, predict_subsets
 from mmdis.evaluation.metrics import reconstruction_metrics, segmentation_metrics
 from mmdis.evaluation.report import (
     ABLATION_METHODS,
@@ -43,16 +43,6 @@ from mmdis.models.config import ModelConfig
 from mmdis.models.networks import MultimodalSegNet
 from mmdis.training.config import TrainConfig
 from mmdis.training.loop import resolve_amp
-
-#: Sliding-window settings per training profile: the paper's 80^3 windows with 50 % overlap; for the CPU
-#: profile (trained on 32^3 patches) 48^3 windows with 50 % overlap. Windows much larger than the training
-#: patches hurt: instance normalisation then sees mostly background (measured on the phantom, full
-#: modalities: WT Dice 0.84 with 48^3 windows, 0.78 with 32^3 and 0.74 with one 64^3 window).
-EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": {"roi_size": (64, 64, 64), "overlap": 0.5, "recon_cases": None},
-    "cpu": {"roi_size": (48, 48, 48), "overlap": 0.5, "recon_cases": 2},
-    "paper": {"roi_size": (80, 80, 80), "overlap": 0.5, "recon_cases": None},
-}
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -45,7 +44,7 @@ from mmdis.data.cache import Cache
 from mmdis.data.datasets import PatchDataset, VolumeDataset
 from mmdis.data.io import save_json
 from mmdis.losses import LossConfig, total_loss
-from mmdis.models.networks import SIZE_MULTIPLE, MultimodalSegNet
+from mmdis.models.networks import MultimodalSegNet
 from mmdis.training import distributed, precision, runlog
 from mmdis.training.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from mmdis.training.config import TrainConfig
@@ -107,40 +106,39 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
 
 @torch.no_grad()
 def wt_dice_scores(model: MultimodalSegNet, cache_dir: str | Path, case_ids: list[str], device: torch.device,
-                   amp_dtype: torch.dtype | None = None) -> list[float]:
+                   amp_dtype: torch.dtype | None = None, profile: str = "paper") -> list[float]:
     r"""Whole-tumour Dice of each case over its whole volume, with every available modality.
 
     .. math:: \mathrm{Dice}_{WT} = \frac{2 |P \cap G|}{|P| + |G|}, \quad
-              P = \{\arg\max_k \hat Y \in WT\},\ G = \{Y \in WT\}
+              P = \{\arg\max_k \hat Y \in WT\} \cap \text{brain},\ G = \{Y \in WT\}
 
-    (1 when both are empty). Each volume is zero-padded at the far end to a multiple of 8 and segmented
-    in one pass with a plain argmax; the sliding-window evaluator is :mod:`mmdis.evaluation`'s job.
+    (1 when both are empty). Each volume is segmented with the sliding windows the evaluation uses for
+    ``profile`` (:func:`mmdis.evaluation.inference.eval_window`), so that validation and test agree.
 
     Returns:
         One Dice per case of ``case_ids``, in that order.
     """
-    model.eval()
-    wt = torch.tensor(REGIONS["WT"], device=device)
+    from mmdis.evaluation.inference import eval_window, predict_subsets
+
+    roi, overlap = eval_window(profile)
+    wt = np.asarray(REGIONS["WT"])
     scores = []
     for item in VolumeDataset(cache_dir, case_ids):
-        image = item["image"].to(device)  # (M, D, H, W)
-        shape = image.shape[1:]
-        pad = [(-s) % SIZE_MULTIPLE for s in shape]
-        image = F.pad(image, (0, pad[2], 0, pad[1], 0, pad[0]))  # (M, D', H', W')
-        available = item["available"].to(device)[None]  # (1, M)
-        with precision.autocast(device, amp_dtype):
-            logits = model(image[None], available).seg  # (1, K, D', H', W')
-        pred = logits[0, :, : shape[0], : shape[1], : shape[2]].argmax(0)  # (D, H, W)
-        p, g = torch.isin(pred, wt), torch.isin(item["label"].to(device), wt)
+        available = tuple(bool(a) for a in item["available"])
+        pred = predict_subsets(model, item["image"], available, subsets=[available], roi_size=roi,
+                               overlap=overlap, with_recon=False, device=device, amp_dtype=amp_dtype)
+        p = np.isin(pred.labels[0], wt) & item["mask"].numpy()
+        g = np.isin(item["label"].numpy(), wt)
         denom = int(p.sum() + g.sum())
         scores.append(1.0 if denom == 0 else 2.0 * int((p & g).sum()) / denom)
+    model.train()
     return scores
 
 
 def validate(model: MultimodalSegNet, cache_dir: str | Path, case_ids: list[str], device: torch.device,
-             amp_dtype: torch.dtype | None = None) -> float:
+             amp_dtype: torch.dtype | None = None, profile: str = "paper") -> float:
     """Mean of :func:`wt_dice_scores` over ``case_ids`` (NaN without cases)."""
-    scores = wt_dice_scores(model, cache_dir, case_ids, device, amp_dtype)
+    scores = wt_dice_scores(model, cache_dir, case_ids, device, amp_dtype, profile)
     return float(np.mean(scores)) if scores else math.nan
 
 
@@ -288,7 +286,8 @@ def _train(config: TrainConfig, cache: Cache, run_dir: Path, resuming: bool, pro
             scheduler.step()
             if config.val_every and (epoch + 1) % config.val_every == 0 and val_ids:
                 # Each rank segments every W-th case; the mean runs over all of them in case order.
-                mine = wt_dice_scores(module, cache.root, ddp.cases(val_ids), device, amp_dtype)
+                mine = wt_dice_scores(module, cache.root, ddp.cases(val_ids), device, amp_dtype,
+                                      config.profile)
                 val_dice = float(np.mean(ddp.gather_cases(mine)))
                 epoch_rows[-1]["val_dice_wt"] = round(val_dice, 5)
                 if writer is not None:
