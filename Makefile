@@ -50,7 +50,7 @@ browser:
 
 ## The tests: lint, the whole pytest suite (slow tests and the notebooks under nbval included), then
 ## the book built strictly from the smoke profile's results and checked in a browser.
-test: env
+test: env browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 	$(MAKE) notebooks html check-book PROFILE=smoke
