@@ -18,7 +18,7 @@ import torch
 
 from mmdis.conventions import MODALITIES, from_canonical, get_convention
 from mmdis.data.io import RawCase, check_same_geometry, load_nifti, save_nifti
-from mmdis.data.preprocess import preprocess_case, restore_prediction
+from mmdis.data.preprocess import brain_mask_from_images, preprocess_case, restore_prediction
 from mmdis.evaluation.evaluate import EVAL_DEFAULTS, load_run
 from mmdis.evaluation.inference import predict_subsets
 from mmdis.training.loop import resolve_amp
@@ -103,8 +103,10 @@ def predict_case(
     pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=window["roi_size"],
                            overlap=window["overlap"], with_recon=False, device=dev, progress=progress,
                            amp_dtype=resolve_amp(config.amp, dev)[0])
-    labels = np.where(case.mask, pred.labels[0], 0)  # tumour only inside the brain
-    labels = restore_prediction(labels, case.crop)  # canonical, on the input grid
+    labels = restore_prediction(pred.labels[0], case.crop)  # canonical, on the input grid
+    # Tumour only inside the brain, judged on the input grid (resampling blurs the mask's edge).
+    brain_full = raw.brain_mask if raw.brain_mask is not None else brain_mask_from_images(raw.images, case_id)
+    labels[~brain_full] = 0
     out = from_canonical(labels, convention).astype(np.uint8)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_nifti(out, raw.affine, output, dtype=np.uint8)
