@@ -540,9 +540,34 @@ def _loader_rows(patch: int, cache_dir: str | None, seconds: float, steps: list[
     return rows
 
 
+def bench_native(case_dir: str | Path, patch: int, channels: int, dev: torch.device) -> list[Row]:
+    """Segment the first case of a dataset folder on its own grid (no resampling), every subset it can
+    form, with ``patch``-sided windows at 50 % overlap: the seconds and the peak memory above the loaded
+    volumes (untrained weights; the cost does not depend on them)."""
+    from mmdis.data.layouts import discover_cases, read_case
+    from mmdis.data.preprocess import preprocess_case, restore_prediction
+    from mmdis.evaluation.inference import predict_subsets
+    from mmdis.models import build_model
+
+    raw = read_case(discover_cases(case_dir)[0], allow_missing=True)
+    model = build_model("robustseg", base_channels=channels).to(dev).eval()
+    with PeakMemory(dev) as mem:
+        tick = time.perf_counter()
+        case = preprocess_case(raw)
+        pred = predict_subsets(model, case.image, case.available, roi_size=patch, overlap=0.5,
+                               with_recon=False, device=dev)
+        restore_prediction(pred.labels[-1], case.crop)
+        _sync(dev)
+        seconds = time.perf_counter() - tick
+    what = (f"native {'x'.join(map(str, raw.shape))} case, {len(pred.subsets)} subsets, {patch}^3 windows, "
+            f"C={channels}")
+    return [_row(f"{what}: time", seconds, "s"), _row(f"{what}: peak memory", mem.mib, "MiB")]
+
+
 def run_benchmarks(patch: int = 80, cache_dir: str | None = None, seconds: float = 10.0,
                    channels: int = 16, *, profile: str | None = "cpu", eval_size: int | None = None,
-                   device: str = "auto", threads: int | None = None) -> list[Row]:
+                   device: str = "auto", threads: int | None = None,
+                   native: str | None = None) -> list[Row]:
     """Measure, print the table (with the environment above it) and return its rows.
 
     Args:
@@ -554,6 +579,8 @@ def run_benchmarks(patch: int = 80, cache_dir: str | None = None, seconds: float
             training-step rows (``None``: none).
         eval_size: cube side of the evaluated volume (default: ``patch``, one window).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``.
+        native: a dataset folder whose first case is also segmented on its own grid (e.g. the BraTS 2015
+            sample at 240 x 240 x 155): its time and peak memory (``None``: skipped).
         threads: torch's intra-op threads during the run (default: as torch set them). On a machine
             whose cores other processes also use, fewer threads than cores can be many times faster:
             every parallel region waits for its slowest thread.
@@ -574,13 +601,13 @@ def run_benchmarks(patch: int = 80, cache_dir: str | None = None, seconds: float
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run(patch, cache_dir, seconds, channels, profile, eval_size, resolve_device(device))
+        return _run(patch, cache_dir, seconds, channels, profile, eval_size, resolve_device(device), native)
     finally:
         torch.set_num_threads(saved)
 
 
 def _run(patch: int, cache_dir: str | None, seconds: float, channels: int, profile: str | None,
-         eval_size: int | None, dev: torch.device) -> list[Row]:
+         eval_size: int | None, dev: torch.device, native: str | None = None) -> list[Row]:
     print(environment_line(dev))
     print(f"peak memory: {memory_method(dev)}", flush=True)
     paper = PROFILES["paper"]
@@ -591,5 +618,8 @@ def _run(patch: int, cache_dir: str | None, seconds: float, channels: int, profi
     rows += _conv_rows(patch, channels, seconds, steps[0], tag, dev)
     rows += _evaluation_rows(patch, channels, seconds, eval_size, dev)
     rows += _loader_rows(patch, cache_dir, seconds, steps)
+    if native is not None:
+        _say(f"segmenting the first case of {native} on its own grid ...")
+        rows += bench_native(native, patch, channels, dev)
     print(format_table(rows), flush=True)
     return rows

@@ -96,7 +96,7 @@ def _cmd_bench(args) -> None:
 
     run_benchmarks(patch=args.patch, cache_dir=args.cache, seconds=args.seconds, channels=args.channels,
                    profile=None if args.profile == "none" else args.profile, eval_size=args.eval_size,
-                   device=args.device, threads=args.threads)
+                   device=args.device, threads=args.threads, native=args.native)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-size", type=int, help="volume size of the 15-subset evaluation (default: --patch)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, help="torch threads (1 is steadier on a shared machine)")
+    s.add_argument("--native", metavar="DATA_DIR",
+                   help="also segment this dataset's first case on its own grid (time, peak memory)")
     s.set_defaults(func=_cmd_bench)
 
     profiles, methods = list(PROFILES), list(VARIANTS)

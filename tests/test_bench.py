@@ -146,3 +146,14 @@ def test_rejects_bad_arguments():
         run_benchmarks(patch=16, profile="huge")
     with pytest.raises(ValueError, match="eval_size"):
         run_benchmarks(patch=16, eval_size=8)
+
+
+def test_native_grid_rows_on_a_case_with_two_modalities(tmp_path):
+    from conftest import write_authors_case
+
+    from mmdis.bench import bench_native
+
+    write_authors_case(tmp_path, modalities=("flair", "t1ce"))
+    rows = bench_native(tmp_path, patch=16, channels=2, dev=torch.device("cpu"))
+    assert [r.unit for r in rows] == ["s", "MiB"]
+    assert "3 subsets" in rows[0].quantity and rows[0].value > 0
