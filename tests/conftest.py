@@ -220,3 +220,15 @@ def make_dataset(tmp_path):
         return root
 
     return make
+
+
+@pytest.fixture(scope="module")
+def phantom_cache(tmp_path_factory):
+    """A tiny prepared phantom cache: 4 cases at 4 mm (2 train, 1 val, 1 test)."""
+    from mmdis.data.cache import PrepareConfig, prepare
+    from mmdis.data.phantom import PhantomConfig, write_phantom
+
+    root = tmp_path_factory.mktemp("phantom")
+    write_phantom(root / "raw", PhantomConfig(cases=4, spacing=4.0), progress=False)
+    prepare(root / "raw", root / "cache", PrepareConfig(), progress=False)
+    return root / "cache"

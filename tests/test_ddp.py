@@ -16,8 +16,6 @@ import torch.distributed as dist
 from ddp_worker import weights_hash
 from torch.nn.parallel import DistributedDataParallel
 
-from mmdis.data.cache import PrepareConfig, prepare
-from mmdis.data.phantom import PhantomConfig, write_phantom
 from mmdis.losses import total_loss
 from mmdis.models.config import VARIANTS
 from mmdis.training import load_checkpoint, make_config, save_checkpoint
@@ -27,12 +25,8 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    """A tiny prepared phantom cache: 4 cases at 4 mm (2 train, 1 val, 1 test)."""
-    root = tmp_path_factory.mktemp("phantom")
-    write_phantom(root / "raw", PhantomConfig(cases=4, spacing=4.0), progress=False)
-    prepare(root / "raw", root / "cache", PrepareConfig(), progress=False)
-    return root / "cache"
+def cache_dir(phantom_cache):
+    return phantom_cache
 
 
 def _free_port() -> int:

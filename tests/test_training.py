@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmdis.data.cache import PrepareConfig, prepare
 from mmdis.data.datasets import PatchDataset
-from mmdis.data.phantom import PhantomConfig, write_phantom
 from mmdis.losses import LossConfig
 from mmdis.models.config import VARIANTS
 from mmdis.training import (
@@ -37,12 +35,8 @@ METHODS = list(VARIANTS)
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    """A tiny prepared phantom cache: 4 cases at 4 mm (2 train, 1 val, 1 test)."""
-    root = tmp_path_factory.mktemp("phantom")
-    write_phantom(root / "raw", PhantomConfig(cases=4, spacing=4.0), progress=False)
-    prepare(root / "raw", root / "cache", PrepareConfig(), progress=False)
-    return root / "cache"
+def cache_dir(phantom_cache):
+    return phantom_cache
 
 
 def _rows(run_dir):

@@ -42,7 +42,8 @@ from mmdis.evaluation.report import (
 from mmdis.models.config import ModelConfig
 from mmdis.models.networks import MultimodalSegNet
 from mmdis.training.config import TrainConfig
-from mmdis.training.loop import resolve_amp
+from mmdis.training.distributed import resolve_device
+from mmdis.training.precision import resolve_amp
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,6 @@ class EvalConfig:
             "overlap": base["overlap"] if self.overlap is None else self.overlap,
             "recon_cases": base["recon_cases"] if self.recon_cases == -1 else self.recon_cases,
         }
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
@@ -136,7 +131,7 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
     """
     config = config or EvalConfig()
     run_dir, cache = Path(run_dir), Cache.open(cache_dir)
-    device = _device(config.device)
+    device = resolve_device(config.device)
     model, train_config, meta = load_run(run_dir, device)
     settings = config.resolved(train_config.profile)
     amp = train_config.amp if config.amp == "run" else config.amp

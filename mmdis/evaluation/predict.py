@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mmdis.conventions import MODALITIES, from_canonical, get_convention
 from mmdis.data.io import RawCase, check_same_geometry, load_nifti, save_nifti
 from mmdis.data.preprocess import brain_mask_from_images, preprocess_case, restore_prediction
 from mmdis.evaluation.evaluate import EVAL_DEFAULTS, load_run
 from mmdis.evaluation.inference import predict_subsets
-from mmdis.training.loop import resolve_amp
+from mmdis.training.distributed import resolve_device
+from mmdis.training.precision import resolve_amp
 
 
 def run_spacing(run_dir: str | Path) -> float | None:
@@ -94,8 +94,7 @@ def predict_case(
                   affine=next(iter(affines.values())), label_convention=convention, brain_mask=brain,
                   zscored=zscored, sources=sources)
 
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     model, config, _ = load_run(run_dir, dev)
     case = preprocess_case(raw, target_spacing=run_spacing(run_dir))
     window = EVAL_DEFAULTS.get(config.profile, EVAL_DEFAULTS["paper"])
