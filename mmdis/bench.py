@@ -23,7 +23,7 @@ Rows, in the order printed:
    update are not counted).
 
 3. **Evaluation of the 15 modality subsets** of one volume by
-   :func:`~mmdis.evaluation.inference.predict_subsets` (encoders once per window) against 15
+   :func:`~mmdis.inference.predict_subsets` (encoders once per window) against 15
    independent passes (the same function called with one subset, i.e. ``model(x, subset)`` per window),
    with and without reconstructions (target: the shared evaluation costs at most 0.35 x the independent
    passes). Every independent pass runs the same kernels on the same shapes, whichever subset it fuses,
@@ -70,13 +70,14 @@ from torch.utils.data import DataLoader
 from mmdis.conventions import NUM_CLASSES, NUM_MODALITIES, SUBSETS
 from mmdis.data.cache import Cache, PrepareConfig, prepare
 from mmdis.data.datasets import PatchConfig, PatchDataset
-from mmdis.evaluation.inference import predict_subsets
+from mmdis.inference import predict_subsets
 from mmdis.losses import LossConfig
 from mmdis.models import build_model
 from mmdis.models.blocks import conv3d
 from mmdis.models.summary import _count_flops
+from mmdis.runtime.device import resolve_amp, resolve_device
 from mmdis.training.config import PROFILES, make_config
-from mmdis.training.loop import resolve_amp, resolve_device, train_step
+from mmdis.training.loop import train_step
 
 #: Targets of the issue: loader / consumption, shared / independent evaluation, step / conv FLOP/s
 #: (on the CPU) and the bf16 batch-2 paper step's peak memory on CUDA.
@@ -351,7 +352,7 @@ def count_windows(size: int, roi: int, overlap: float) -> int:
 
 def bench_evaluation(roi: int, channels: int, seconds: float, volume: Sequence[int] | None = None,
                      device: torch.device | None = None) -> EvalResult:
-    """Time :func:`~mmdis.evaluation.inference.predict_subsets` over all 15 subsets against one
+    """Time :func:`~mmdis.inference.predict_subsets` over all 15 subsets against one
     call per subset, on a random ``volume`` (default: one ``roi``^3 window) with 50 % window overlap.
 
     Args:
@@ -546,7 +547,7 @@ def bench_native(case_dir: str | Path, patch: int, channels: int, dev: torch.dev
     volumes (untrained weights; the cost does not depend on them)."""
     from mmdis.data.layouts import discover_cases, read_case
     from mmdis.data.preprocess import preprocess_case, restore_prediction
-    from mmdis.evaluation.inference import predict_subsets
+    from mmdis.inference import predict_subsets
     from mmdis.models import build_model
 
     raw = read_case(discover_cases(case_dir)[0], allow_missing=True)

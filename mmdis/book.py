@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from mmdis.profiles import get_profile
+
 #: Where the executed copies go, relative to the repository root (``_toc.yml`` points there).
 EXECUTED_DIR = Path("book") / "notebooks"
 
@@ -35,10 +37,12 @@ def notebook_sources(src: str | Path = "notebooks") -> list[Path]:
 
 def profile_parameters(profile: str, root: str | Path = ".", device: str = "auto", seed: int = 0) -> dict:
     """The papermill parameters of a profile: one work and one results folder per profile, as absolute
-    paths so that they do not depend on the folder the kernel runs in."""
+    paths so that they do not depend on the folder the kernel runs in, plus the profile's own
+    :attr:`~mmdis.profiles.Profile.notebook` parameters."""
     root = Path(root).resolve()
     return {"profile": profile, "work_dir": str(root / "work" / profile),
-            "results_dir": str(root / "results" / profile), "device": device, "seed": seed}
+            "results_dir": str(root / "results" / profile), "device": device, "seed": seed,
+            **get_profile(profile).notebook}
 
 
 def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: str | Path = EXECUTED_DIR,

@@ -23,6 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mmdis.conventions import MODALITIES
+
 
 def _cmd_phantom(args) -> None:
     from mmdis.data.phantom import PhantomConfig, write_phantom
@@ -72,7 +74,7 @@ def _cmd_prepare(args) -> None:
     layouts = manifest["layout"] if isinstance(manifest["layout"], str) else "+".join(manifest["layout"])
     print(f"{len(manifest['cases'])} cases ({layouts}) cached in {cache_dir}")
     for entry in manifest["cases"]:
-        missing = [m for m, a in zip(("flair", "t1", "t1ce", "t2"), entry["available"]) if not a]
+        missing = [m for m, a in zip(MODALITIES, entry["available"]) if not a]
         if missing:
             print(f"  {entry['case_id']}: has {'+'.join(entry['modalities'])}; lacks {'+'.join(missing)}")
 
@@ -132,7 +134,8 @@ def _data_cache(data: list[str], cache: str | None, run_dir: Path, spacing, quie
 
 
 def _cmd_train(args) -> None:
-    from mmdis.pipeline import DATA_SPACING, train_run
+    from mmdis.pipeline import train_run
+    from mmdis.profiles import get_profile
     from mmdis.training.config import make_config
 
     overrides = _overrides(args.set)
@@ -143,7 +146,7 @@ def _cmd_train(args) -> None:
     run_dir = Path(args.run_dir)
     if (run_dir / "last.pt").exists() and not args.resume:
         raise ValueError(f"--run-dir {run_dir} already holds a checkpoint; add --resume or choose another")
-    spacing = DATA_SPACING[args.profile] if args.spacing is None else (args.spacing or None)
+    spacing = get_profile(args.profile).spacing if args.spacing is None else (args.spacing or None)
     cache = _data_cache(args.data, args.cache, run_dir, spacing, args.quiet)
     result = train_run(config, cache, run_dir, progress=not args.quiet)
     if result.get("skipped"):
@@ -181,7 +184,7 @@ def _cmd_evaluate(args) -> None:
 def _cmd_predict(args) -> None:
     from mmdis.evaluation.predict import predict_case
 
-    inputs = {m: getattr(args, m) for m in ("flair", "t1", "t1ce", "t2") if getattr(args, m)}
+    inputs = {m: getattr(args, m) for m in MODALITIES if getattr(args, m)}
     result = predict_case(args.model, inputs, args.output, convention=args.convention, mask=args.mask,
                           zscored=args.zscored, device=args.device, progress=not args.quiet)
     print(f"segmentation from {'+'.join(result['modalities'])} written to {result['output']} "
@@ -212,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mmdis.data.layouts import LAYOUTS
     from mmdis.models.config import VARIANTS
     from mmdis.pipeline import METHODS
-    from mmdis.training.config import PROFILES
+    from mmdis.profiles import PROFILES
 
     p = argparse.ArgumentParser(prog="mmdis", description=__doc__.split("\n")[0])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -262,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache", help="a prepared cache to read (default: a small phantom made on the fly)")
     s.add_argument("--seconds", type=float, default=10.0, help="time spent per measurement")
     s.add_argument("--channels", type=int, default=16, help="base width C of the model (paper: 16)")
-    s.add_argument("--profile", choices=["smoke", "cpu", "paper", "none"], default="cpu",
+    s.add_argument("--profile", choices=[*PROFILES, "none"], default="cpu",
                    help="also time this training profile's step ('none': skip)")
     s.add_argument("--eval-size", type=int, help="volume size of the 15-subset evaluation (default: --patch)")
     s.add_argument("--device", default="auto")
@@ -301,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="segment one patient from any non-empty subset of modality files")
     s.add_argument("--model", required=True, help="a training run directory")
-    for name, flag in (("flair", "--flair"), ("t1", "--t1"), ("t1ce", "--t1ce"), ("t2", "--t2")):
-        s.add_argument(flag, dest=name, metavar="NIFTI")
+    for name in MODALITIES:
+        s.add_argument(f"--{name}", dest=name, metavar="NIFTI")
     s.add_argument("-o", "--output", required=True)
     s.add_argument("--convention", default="brats2021", help="label numbering of the output")
     s.add_argument("--mask", help="brain mask NIfTI (default: non-zero voxels of the inputs)")

@@ -26,17 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from mmdis.data.cache import Cache, PrepareConfig, prepare
-from mmdis.data.io import save_json
 from mmdis.models.config import VARIANTS
-from mmdis.training.config import PROFILES, TrainConfig, make_config
+from mmdis.profiles import get_profile
+from mmdis.runtime.files import save_json
+from mmdis.training.config import TrainConfig, make_config
 
 #: Every method of the reproduction, in the order of the paper's comparisons.
 METHODS: tuple[str, ...] = ("robustseg", "ablation-mean", "ablation-mean-dis", "hemis", "imputation")
-#: Isotropic spacing (mm) each profile trains at: the embedded data at 3 mm keep a 2-core CPU run short;
-#: the paper works on the 1 mm BraTS grid (``None``: no resampling).
-DATA_SPACING: dict[str, float | None] = {"smoke": 3.0, "cpu": 3.0, "paper": None}
-#: Phantom cases generated per profile when no ``--data`` is given.
-PHANTOM_CASES: dict[str, int] = {"smoke": 8, "cpu": 24, "paper": 60}
 
 
 def is_cache(path: str | Path) -> bool:
@@ -118,7 +114,7 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
     """Run the whole reproduction for one profile; see the module docstring.
 
     Args:
-        profile: ``smoke``, ``cpu`` or ``paper`` (see :data:`~mmdis.training.config.PROFILES`).
+        profile: ``smoke``, ``cpu`` or ``paper`` (see :data:`~mmdis.profiles.PROFILES`).
         work_dir: where data, caches and runs go.
         results_dir: where the tables and figures go.
         data: a prepared cache or raw dataset folder(s) (several make one mixed collection); ``None``
@@ -137,8 +133,7 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
     Raises:
         ValueError: for an unknown profile or method.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; known profiles: {list(PROFILES)}")
+    get_profile(profile)  # raises for an unknown name
     unknown = [m for m in methods if m not in VARIANTS]
     if unknown or not methods:
         raise ValueError(f"unknown method(s) {unknown or methods}; known methods: {list(VARIANTS)}")
@@ -164,12 +159,12 @@ def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, over
     from mmdis.evaluation.evaluate import EvalConfig, evaluate
     from mmdis.evaluation.figures import write_figures
 
-    spacing = DATA_SPACING[profile]
+    spacing = get_profile(profile).spacing
     if data is None:
         from mmdis.data.phantom import PhantomConfig, write_phantom
 
         data = work_dir / "phantom"
-        cases = PHANTOM_CASES[profile]
+        cases = get_profile(profile).phantom_cases
         if len([p for p in data.glob("*") if p.is_dir()]) < cases:
             write_phantom(data, PhantomConfig(cases=cases, seed=seed, spacing=spacing or 1.0),
                           progress=progress, overwrite=True)

@@ -2,7 +2,7 @@ r"""The paper's published numbers beside ours, computed verdicts on its claims, 
 results notebooks (04 reconstruction, 05 robustness, 06 ablation).
 
 Inputs are the tidy result table of :mod:`mmdis.evaluation.report` (``method, case, subset, region,
-metric, value``) or one case's :class:`~mmdis.evaluation.inference.SubsetPrediction`. A claim is judged
+metric, value``) or one case's :class:`~mmdis.inference.SubsetPrediction`. A claim is judged
 by :func:`verdict` from a difference :math:`\Delta` (reference minus competitor, Dice points or dB) and,
 where one exists, a paired Wilcoxon p-value: ``"supported"`` if :math:`\Delta > \tau` (and
 :math:`p < \alpha`), ``"not supported"`` if :math:`\Delta < -\tau` (and :math:`p < \alpha`), else
@@ -241,7 +241,7 @@ def flat_image_floor(cache_dir: str | Path, split: str = "test") -> pd.DataFrame
     """Columns ``modality, psnr, ssim``: a flat image (0, the brain mean after z-scoring) scored against
     each modality, averaged over a split's cases. A reconstruction must beat it to carry information."""
     from mmdis.data.cache import Cache
-    from mmdis.evaluation.metrics import reconstruction_metrics
+    from mmdis.metrics import reconstruction_metrics
 
     cache, rows = Cache.open(cache_dir), []
     for case_id in cache.case_ids(split):
@@ -270,19 +270,19 @@ def recon_verdicts(summary: pd.DataFrame, floor: pd.DataFrame, tol: float = 0.5)
 
 def predict_case(model, case, subsets: Sequence[str], profile: str = "smoke", with_recon: bool = False,
                  roi_size: int | None = None):
-    """A :class:`~mmdis.evaluation.inference.SubsetPrediction` of a cached case (``image (M, D, H, W)``,
+    """A :class:`~mmdis.inference.SubsetPrediction` of a cached case (``image (M, D, H, W)``,
     ``available (M,)``, ``mask (D, H, W)``) for named subsets (``"T1+T1c"``), with the window of
-    :data:`~mmdis.evaluation.evaluate.EVAL_DEFAULTS` ``[profile]`` (or ``roi_size``): ``labels (S, D, H, W)``
+    :attr:`mmdis.profiles.Profile.eval_window` of ``profile`` (or ``roi_size``): ``labels (S, D, H, W)``
     0 outside the brain as in the evaluation, and ``recon (S, M, D, H, W)`` if ``with_recon``."""
-    from mmdis.evaluation.evaluate import EVAL_DEFAULTS
-    from mmdis.evaluation.inference import predict_subsets
+    from mmdis.inference import predict_subsets
+    from mmdis.profiles import get_profile
 
-    window = EVAL_DEFAULTS.get(profile, EVAL_DEFAULTS["paper"])
+    roi, overlap = get_profile(profile).eval_window
     unknown = [s for s in subsets if s not in _MASKS]
     if unknown:
         raise ValueError(f"unknown subsets {unknown}; names look like {list(_MASKS)[-1]!r}")
     pred = predict_subsets(model, case.image, case.available, subsets=[_MASKS[s] for s in subsets],
-                           roi_size=roi_size or window["roi_size"], overlap=window["overlap"],
+                           roi_size=roi_size or roi, overlap=overlap,
                            with_recon=with_recon)
     pred.labels[:, ~np.asarray(case.mask, bool)] = 0
     return pred
@@ -302,7 +302,7 @@ def plot_overlays(case, predictions: dict, slice_index: int | None = None) -> Fi
 
     Args:
         case: ``image (M, D, H, W)``, canonical ``label (D, H, W)``; predictions: method ->
-            :class:`~mmdis.evaluation.inference.SubsetPrediction`, the same subsets for each.
+            :class:`~mmdis.inference.SubsetPrediction`, the same subsets for each.
     """
     from mmdis.viz import best_slice
 

@@ -1,4 +1,4 @@
-"""Sliding-window inference over modality subsets (mmdis.evaluation.inference)."""
+"""Sliding-window inference over modality subsets (mmdis.inference)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmdis.conventions import SUBSETS
-from mmdis.evaluation.inference import feasible_subsets, predict_subsets
+from mmdis.inference import feasible_subsets, predict_subsets
 from mmdis.models import build_model
 
 VARIANTS = ("robustseg", "ablation-mean", "ablation-mean-dis", "hemis", "imputation")

@@ -11,7 +11,7 @@ from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.metrics.regression import compute_ssim_and_cs
 from scipy.ndimage import gaussian_filter
 
-from mmdis.evaluation.metrics import (
+from mmdis.metrics import (
     HD95_WORST_CASE_MM,
     et_postprocess,
     hd95,

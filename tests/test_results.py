@@ -16,8 +16,8 @@ import torch  # noqa: E402
 
 from mmdis import results as R  # noqa: E402
 from mmdis.conventions import MODALITIES, MODALITY_NAMES, REGIONS, SUBSETS, subset_dots, subset_name  # noqa: E402
-from mmdis.evaluation.inference import SubsetPrediction  # noqa: E402
 from mmdis.evaluation.report import AVERAGE, RESULT_COLUMNS, table2  # noqa: E402
+from mmdis.inference import SubsetPrediction  # noqa: E402
 
 NAMES = [subset_name(s) for s in SUBSETS]
 
@@ -177,7 +177,7 @@ def test_predict_case_with_a_tiny_model():
 
 def test_flat_image_floor_scores_a_zero_image(make_dataset, tmp_path):
     from mmdis.data.cache import Cache, PrepareConfig, prepare
-    from mmdis.evaluation.metrics import psnr
+    from mmdis.metrics import psnr
 
     prepare(make_dataset("brats2021", n=3), tmp_path / "cache", PrepareConfig(fractions=(0, 0, 1)),
             progress=False)

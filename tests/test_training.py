@@ -16,8 +16,9 @@ import torch
 from mmdis.data.datasets import PatchDataset
 from mmdis.losses import LossConfig
 from mmdis.models.config import VARIANTS
+from mmdis.profiles import PROFILES
+from mmdis.runtime.device import make_grad_scaler, resolve_amp
 from mmdis.training import (
-    PROFILES,
     OptimConfig,
     TrainConfig,
     load_checkpoint,
@@ -28,7 +29,6 @@ from mmdis.training import (
     train,
     train_step,
 )
-from mmdis.training.precision import make_grad_scaler, resolve_amp
 from mmdis.training.runlog import tensorboard_writer
 
 METHODS = list(VARIANTS)
@@ -296,14 +296,3 @@ def test_deterministic_switch_holds_while_training_only(cache_dir, tmp_path, mon
     assert after == before
     train(replace(config, deterministic=False), cache_dir, tmp_path / "off", progress=False)
     assert seen[-1] == before
-
-
-def test_loop_still_exports_what_moved_out_of_it():
-    """mmdis.evaluation, mmdis.bench and the notebooks import these from ``mmdis.training.loop``."""
-    from mmdis.training import distributed, precision, runlog
-
-    for module, names in ((precision, ["resolve_amp", "make_grad_scaler", "deterministic_algorithms"]),
-                          (distributed, ["resolve_device", "Distributed", "init_distributed"]),
-                          (runlog, ["tensorboard_writer", "environment", "peak_memory_mb"])):
-        for name in names:
-            assert getattr(loop, name) is getattr(module, name), name

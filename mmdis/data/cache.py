@@ -26,8 +26,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mmdis.conventions import MODALITIES
-from mmdis.data.io import atomic_path, save_json
 from mmdis.data.preprocess import CropInfo, PreprocessedCase, preprocess_case
+from mmdis.runtime.files import atomic_path, save_json
 
 CACHE_VERSION = 1
 SPLITS = ("train", "val", "test")

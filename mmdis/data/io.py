@@ -6,13 +6,9 @@ case and the file, so that a failure deep inside a 300-case conversion says exac
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import json
 import os
-import tempfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +16,7 @@ import nibabel as nib
 import numpy as np
 
 from mmdis.conventions import MODALITIES
+from mmdis.runtime.files import atomic_path
 
 
 class CaseError(ValueError):
@@ -183,38 +180,6 @@ def check_same_geometry(
             )
 
 
-@contextlib.contextmanager
-def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; rename it onto ``final`` only if the block succeeds.
-
-    Works for files and directories. On any exception the temporary is removed, so an interrupted
-    write never leaves a half-written ``final`` behind.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()
-    try:
-        yield tmp
-        if final.is_dir() and tmp.is_dir():
-            _rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        if tmp.is_dir():
-            _rmtree(tmp)
-        elif tmp.exists():
-            tmp.unlink()
-        raise
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype=None) -> Path:
     """Write a NIfTI file atomically (temporary file, then rename). Returns the path."""
     path = Path(path)
@@ -229,21 +194,3 @@ def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype=Non
         nib.save(img, str(tmp_named))
         os.replace(tmp_named, tmp)
     return path
-
-
-def save_json(obj, path: str | Path) -> Path:
-    """Write JSON atomically, indented and with sorted keys."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-    return path
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")

@@ -52,10 +52,11 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from mmdis.conventions import CORE, EDEMA, ENHANCING, MODALITIES, from_canonical
-from mmdis.data.io import atomic_path, save_json, save_nifti
+from mmdis.data.io import save_nifti
 from mmdis.data.phantom_anatomy import anatomy, mni_1mm, placement
 from mmdis.data.phantom_fields import RandomField, grid_axes
 from mmdis.data.phantom_tumour import TUMOUR_TISSUES, draw_tumour, rasterise
+from mmdis.runtime.files import atomic_path, save_json
 
 #: Bumped whenever a change makes the same config give different cases; stored in ``phantom.json``.
 GENERATOR_VERSION = 2

@@ -1,6 +1,6 @@
 """``mmdis evaluate``: trained runs on the test split, over every modality subset, into result tables.
 
-For each run and each test case, :func:`~mmdis.evaluation.inference.predict_subsets` segments the whole
+For each run and each test case, :func:`~mmdis.inference.predict_subsets` segments the whole
 volume with sliding windows for every subset the case can form (all 15 for a complete case), running the
 encoders once per window. Per case, subset and region the paper's Table-1 metrics (Dice, sensitivity,
 precision) and HD95 are computed on the preprocessed grid (cropped to the brain, at the cache's spacing);
@@ -25,9 +25,6 @@ from tqdm.auto import tqdm
 
 from mmdis.conventions import MODALITIES, MODALITY_NAMES, subset_name
 from mmdis.data.cache import Cache
-from mmdis.data.io import save_json
-from mmdis.evaluation.inference import EVAL_DEFAULTS, feasible_subsets, predict_subsets
-from mmdis.evaluation.metrics import reconstruction_metrics, segmentation_metrics
 from mmdis.evaluation.report import (
     ABLATION_METHODS,
     RESULT_COLUMNS,
@@ -39,11 +36,14 @@ from mmdis.evaluation.report import (
     write_results,
     write_table2,
 )
+from mmdis.inference import feasible_subsets, predict_subsets
+from mmdis.metrics import reconstruction_metrics, segmentation_metrics
 from mmdis.models.config import ModelConfig
 from mmdis.models.networks import MultimodalSegNet
+from mmdis.profiles import get_profile
+from mmdis.runtime.device import resolve_amp, resolve_device
+from mmdis.runtime.files import save_json
 from mmdis.training.config import TrainConfig
-from mmdis.training.distributed import resolve_device
-from mmdis.training.precision import resolve_amp
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ class EvalConfig:
 
     Attributes:
         split: the cache split to evaluate (``test``; ``val`` for model selection).
-        roi_size: sliding-window size; ``None`` takes :data:`EVAL_DEFAULTS` of the run's profile.
+        roi_size: sliding-window size; ``None`` takes the run's profile's (:class:`~mmdis.profiles.Profile`).
         overlap: window overlap; ``None`` as for ``roi_size``.
         recon_cases: reconstruction metrics only for the first this many cases (they cost four extra
             decoders per subset); ``None`` for all, ``0`` for none.
         subset_batch: (window, subset) pairs decoded together.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         amp: autocast of the network: ``run`` follows the run's training setting (see
-            :func:`~mmdis.training.loop.resolve_amp`), or ``auto``, ``bf16``, ``fp16``, ``off``.
+            :func:`~mmdis.runtime.device.resolve_amp`), or ``auto``, ``bf16``, ``fp16``, ``off``.
     """
 
     split: str = "test"
@@ -72,12 +72,12 @@ class EvalConfig:
 
     def resolved(self, profile: str) -> dict[str, Any]:
         """Settings with the profile's defaults filled in (``recon_cases=-1`` means the profile's)."""
-        base = EVAL_DEFAULTS.get(profile, EVAL_DEFAULTS["paper"])
+        base = get_profile(profile)
         return {
             "split": self.split,
-            "roi_size": list(self.roi_size or base["roi_size"]),
-            "overlap": base["overlap"] if self.overlap is None else self.overlap,
-            "recon_cases": base["recon_cases"] if self.recon_cases == -1 else self.recon_cases,
+            "roi_size": list(self.roi_size or base.eval_roi),
+            "overlap": base.eval_overlap if self.overlap is None else self.overlap,
+            "recon_cases": base.recon_cases if self.recon_cases == -1 else self.recon_cases,
         }
 
 

@@ -18,10 +18,10 @@ import numpy as np
 from mmdis.conventions import MODALITIES, from_canonical, get_convention
 from mmdis.data.io import RawCase, check_same_geometry, load_nifti, save_nifti
 from mmdis.data.preprocess import brain_mask_from_images, preprocess_case, restore_prediction
-from mmdis.evaluation.evaluate import EVAL_DEFAULTS, load_run
-from mmdis.evaluation.inference import predict_subsets
-from mmdis.training.distributed import resolve_device
-from mmdis.training.precision import resolve_amp
+from mmdis.evaluation.evaluate import load_run
+from mmdis.inference import predict_subsets
+from mmdis.profiles import get_profile
+from mmdis.runtime.device import resolve_amp, resolve_device
 
 
 def run_spacing(run_dir: str | Path) -> float | None:
@@ -97,10 +97,10 @@ def predict_case(
     dev = resolve_device(device)
     model, config, _ = load_run(run_dir, dev)
     case = preprocess_case(raw, target_spacing=run_spacing(run_dir))
-    window = EVAL_DEFAULTS.get(config.profile, EVAL_DEFAULTS["paper"])
+    roi, overlap = get_profile(config.profile).eval_window
     available = tuple(bool(a) for a in case.available)
-    pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=window["roi_size"],
-                           overlap=window["overlap"], with_recon=False, device=dev, progress=progress,
+    pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=roi,
+                           overlap=overlap, with_recon=False, device=dev, progress=progress,
                            amp_dtype=resolve_amp(config.amp, dev)[0])
     labels = restore_prediction(pred.labels[0], case.crop)  # canonical, on the input grid
     # Tumour only inside the brain, judged on the input grid (resampling blurs the mask's edge).

@@ -79,7 +79,7 @@ def metric_rows(metrics: dict[str, dict[str, float]], method: str, case: str,
                 subset: str | Sequence[bool]) -> list[dict]:
     """Tidy rows from ``{region: {metric: value}}``.
 
-    That is what :func:`~mmdis.evaluation.metrics.segmentation_metrics` returns; ``subset`` is a name or an
+    That is what :func:`~mmdis.metrics.segmentation_metrics` returns; ``subset`` is a name or an
     availability mask.
     """
     name = subset if isinstance(subset, str) else subset_name(tuple(subset))

@@ -6,24 +6,20 @@ GPUs or CPU processes.
 
 Modules: :mod:`.config` (runs and profiles), :mod:`.loop` (:func:`train`, :func:`train_step`,
 :func:`validate`, the poly schedule), :mod:`.distributed` (several processes under ``torchrun``),
-:mod:`.precision` (mixed precision, deterministic kernels), :mod:`.runlog` (``env.json``,
-``metrics.csv``, TensorBoard, peak memory), :mod:`.checkpoint` (``last.pt``).
+:mod:`.runlog` (``metrics.csv``, TensorBoard), :mod:`.checkpoint` (``last.pt``). Device, precision,
+``env.json`` and peak memory come from :mod:`mmdis.runtime`.
 """
 
 from mmdis.training.checkpoint import load_checkpoint, save_checkpoint
-from mmdis.training.config import AMP_MODES, PROFILES, OptimConfig, TrainConfig, make_config
+from mmdis.training.config import OptimConfig, TrainConfig, make_config
 from mmdis.training.loop import poly_factor, train, train_step, validate
-from mmdis.training.precision import resolve_amp
 
 __all__ = [
-    "AMP_MODES",
-    "PROFILES",
     "OptimConfig",
     "TrainConfig",
     "load_checkpoint",
     "make_config",
     "poly_factor",
-    "resolve_amp",
     "save_checkpoint",
     "train",
     "train_step",

@@ -1,16 +1,9 @@
-"""Typed configuration of a training run (:class:`TrainConfig`) and its named profiles (:data:`PROFILES`).
+"""Typed configuration of a training run (:class:`TrainConfig`), resolved from a profile by make_config.
 
 A run is fully described by one :class:`TrainConfig`; :func:`mmdis.training.train` saves it as
 ``config.json`` beside the checkpoints (nanoGPT's habit), and :meth:`TrainConfig.from_dict` reads it back.
-:func:`make_config` resolves a named profile and a method, then applies overrides:
-
-======== ================================================================================================
-profile  purpose
-======== ================================================================================================
-smoke    tests: 16^3 patches, C = 4, 2 epochs x 2 iterations; seconds on a laptop.
-cpu      a 2-core CPU on the phantom at 3 mm: 32^3 patches, C = 8, 20 x 20 = 400 steps in bf16, lr 1e-3.
-paper    Chen et al. (2019): 80^3 patches, C = 16, batch 1, Adam 1e-4, poly 0.9, 300 x 300 iterations.
-======== ================================================================================================
+:func:`make_config` resolves a named profile (:data:`mmdis.profiles.PROFILES`) and a method, then applies
+overrides.
 """
 
 from __future__ import annotations
@@ -24,9 +17,8 @@ from mmdis.data.datasets import PatchConfig
 from mmdis.losses import LossConfig
 from mmdis.models.config import VARIANTS, ModelConfig
 from mmdis.models.networks import SIZE_MULTIPLE, MultimodalSegNet, build_model
-
-#: Mixed-precision modes; :func:`mmdis.training.precision.resolve_amp` says what each runs on a device.
-AMP_MODES = ("auto", "bf16", "fp16", "off")
+from mmdis.profiles import get_profile
+from mmdis.runtime.device import AMP_MODES
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,7 @@ class TrainConfig:
 
     Attributes:
         method: a model variant of :data:`~mmdis.models.config.VARIANTS` (``robustseg``, ``hemis``, ...).
-        profile: the named profile the config was made from (see :data:`PROFILES`).
+        profile: the named profile the config was made from (see :data:`mmdis.profiles.PROFILES`).
         epochs: :math:`E`, number of epochs (the poly schedule decays over them).
         iters_per_epoch: optimiser steps per epoch.
         patch_size: ``(D, H, W)`` of a training patch; each a multiple of 8. ``patch.patch_size`` is
@@ -72,7 +64,7 @@ class TrainConfig:
         amp: mixed precision. ``auto``: bf16 autocast on a CUDA device that supports it, fp16 autocast
             with a loss scaler on an older one, float32 on the CPU. ``bf16``: bf16 autocast on any device
             (on a CPU with AVX512-BF16 the ``cpu`` profile trains 3.6x faster; not with 16^3 patches,
-            see :func:`~mmdis.training.precision.resolve_amp`). ``fp16``: fp16 autocast and a
+            see :func:`~mmdis.runtime.device.resolve_amp`). ``fp16``: fp16 autocast and a
             ``GradScaler`` on any device. ``off``: float32.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. Under DDP a CUDA device
             is always ``cuda:LOCAL_RANK``, one GPU per process.
@@ -111,8 +103,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in VARIANTS:
             raise ValueError(f"unknown method {self.method!r}; known methods: {list(VARIANTS)}")
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; known profiles: {list(PROFILES)}")
+        get_profile(self.profile)  # raises for an unknown name
         for name, low in (("epochs", 1), ("iters_per_epoch", 1), ("base_channels", 1), ("batch_size", 1),
                           ("seed", 0), ("val_every", 0), ("num_workers", 0)):
             value = getattr(self, name)
@@ -193,22 +184,6 @@ def _check_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
         raise ValueError(f"unknown {what} field(s) {unknown}; known fields: {sorted(known)}")
 
 
-#: Named profiles: overrides of the :class:`TrainConfig` defaults.
-PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"epochs": 2, "iters_per_epoch": 2, "patch_size": (16, 16, 16), "base_channels": 4,
-              "val_every": 1, "model": {"appearance_channels": 4}},
-    # The embedded phantom at 3 mm on a 2-core CPU: 400 steps of 32^3 patches in bf16 autocast (3-4x
-    # faster than float32 on a CPU with bf16 instructions) with a 10x larger learning rate than the
-    # paper's, which trains for 225x more steps. Measured for robustseg on the phantom: 600 such steps
-    # gave full-modality test Dice WT 0.84 / TC 0.90 / ET 0.84 (48^3 windows); 240 float32 steps 0.80.
-    "cpu": {"epochs": 20, "iters_per_epoch": 20, "patch_size": (32, 32, 32), "base_channels": 8,
-            "val_every": 5, "amp": "bf16", "optim": OptimConfig(lr=1e-3),
-            "model": {"appearance_channels": 8}},
-    "paper": {"epochs": 300, "iters_per_epoch": 300, "patch_size": (80, 80, 80), "base_channels": 16,
-              "batch_size": 1, "val_every": 10, "model": {}},
-}
-
-
 def make_config(profile: str = "smoke", method: str = "robustseg", **overrides: Any) -> TrainConfig:
     """Resolve a named profile for a method, then apply overrides.
 
@@ -220,14 +195,16 @@ def make_config(profile: str = "smoke", method: str = "robustseg", **overrides: 
     Raises:
         ValueError: naming an unknown profile, method or field, or an invalid value.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; known profiles: {list(PROFILES)}")
-    if method not in VARIANTS:
-        raise ValueError(f"unknown method {method!r}; known methods: {list(VARIANTS)}")
+    train_overrides = get_profile(profile).train
     if "profile" in overrides or "method" in overrides:
         raise ValueError("pass profile and method as the first two arguments, not as overrides")
+    base = TrainConfig(method=method, profile=profile)
+    return _override(_override(base, train_overrides), overrides)
+
+
+def _override(base: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
+    """``base`` with ``overrides`` applied; a dict for a nested config is merged onto ``base``'s."""
     _check_keys(TrainConfig, overrides, "TrainConfig")
-    base = TrainConfig(method=method, profile=profile, **PROFILES[profile])
     resolved: dict[str, Any] = {}
     for name, value in overrides.items():
         if name == "model" and isinstance(value, Mapping):

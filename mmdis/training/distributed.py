@@ -46,14 +46,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 
+from mmdis.runtime.device import resolve_device
 from mmdis.training.checkpoint import set_rng_state
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` is CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # ---------------------------------------------------------------------------- this process's rank

@@ -15,13 +15,10 @@ The loop calls on modules of its own for the rest, each documented there:
 
 - :mod:`.distributed`: several processes (DDP) under ``torchrun``: the process group, each rank's
   patches, validation cases and RNG stream, barriers, the ``DistributedDataParallel`` wrapper.
-- :mod:`.precision`: mixed precision (``config.amp``: autocast, the fp16 ``GradScaler``) and the
-  deterministic switch (``config.deterministic``).
-- :mod:`.runlog`: ``config.json``, ``env.json``, ``metrics.csv``, TensorBoard events, peak memory.
+- :mod:`.runlog`: ``config.json``, ``metrics.csv``, TensorBoard events.
 - :mod:`.checkpoint`: ``last.pt``.
-
-The names callers import from here (``resolve_amp``, ``resolve_device``, ``make_grad_scaler``,
-``tensorboard_writer``, ``Distributed``, ``init_distributed``, ...) are re-exported from them.
+- :mod:`mmdis.runtime`: the device, mixed precision (``config.amp``: autocast, the fp16 ``GradScaler``),
+  the deterministic switch (``config.deterministic``), ``env.json`` and peak memory.
 """
 
 from __future__ import annotations
@@ -42,21 +39,25 @@ from tqdm.auto import tqdm
 from mmdis.conventions import REGIONS
 from mmdis.data.cache import Cache
 from mmdis.data.datasets import PatchDataset, VolumeDataset
-from mmdis.data.io import save_json
+from mmdis.inference import predict_subsets
 from mmdis.losses import LossConfig, total_loss
-from mmdis.models.networks import MultimodalSegNet
-from mmdis.training import distributed, precision, runlog
+from mmdis.metrics import overlap_scores
+from mmdis.models.networks import SIZE_MULTIPLE, MultimodalSegNet
+from mmdis.profiles import get_profile
+from mmdis.runtime.device import (
+    autocast,
+    cpu_bf16_warning,
+    deterministic_algorithms,
+    dtype_name,
+    make_grad_scaler,
+    resolve_amp,
+)
+from mmdis.runtime.files import save_json
+from mmdis.runtime.machine import environment
+from mmdis.runtime.memory import peak_memory_mb
+from mmdis.training import distributed, runlog
 from mmdis.training.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from mmdis.training.config import TrainConfig
-from mmdis.training.distributed import Distributed, init_distributed, resolve_device
-from mmdis.training.precision import autocast_dtype, deterministic_algorithms, make_grad_scaler, resolve_amp
-from mmdis.training.runlog import environment, peak_memory_mb, tensorboard_writer
-
-__all__ = [
-    "Distributed", "autocast_dtype", "deterministic_algorithms", "environment", "init_distributed",
-    "make_grad_scaler", "peak_memory_mb", "poly_factor", "resolve_amp", "resolve_device",
-    "tensorboard_writer", "train", "train_step", "validate", "wt_dice_scores",
-]
 
 
 def poly_factor(epoch: int, epochs: int, power: float = 0.9) -> float:
@@ -76,7 +77,7 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
 
     Args:
         model: a :class:`~mmdis.models.networks.MultimodalSegNet`, possibly in ``DistributedDataParallel``.
-        amp_dtype: autocast dtype (``None``: float32), see :func:`~mmdis.training.precision.resolve_amp`.
+        amp_dtype: autocast dtype (``None``: float32), see :func:`~mmdis.runtime.device.resolve_amp`.
         scaler: the fp16 loss scaler (``None`` or a disabled one: a plain backward pass and step).
 
     Returns:
@@ -87,7 +88,7 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
     y = batch["label"].to(device, non_blocking=True)  # (B, D, H, W)
     mask = batch["mask"].to(device, non_blocking=True)  # (B, D, H, W)
     present = batch["available"].to(device, non_blocking=True).bool()  # (B, M)
-    with precision.autocast(device, amp_dtype):
+    with autocast(device, amp_dtype):
         out = model(x, present)
     out = replace(out, seg=out.seg.float(),
                   recon=None if out.recon is None else out.recon.float(),
@@ -112,15 +113,14 @@ def wt_dice_scores(model: MultimodalSegNet, cache_dir: str | Path, case_ids: lis
     .. math:: \mathrm{Dice}_{WT} = \frac{2 |P \cap G|}{|P| + |G|}, \quad
               P = \{\arg\max_k \hat Y \in WT\} \cap \text{brain},\ G = \{Y \in WT\}
 
-    (1 when both are empty). Each volume is segmented with the sliding windows the evaluation uses for
-    ``profile`` (:func:`mmdis.evaluation.inference.eval_window`), so that validation and test agree.
+    (1 when both are empty, :func:`mmdis.metrics.overlap_scores`). Each volume is segmented with the
+    sliding windows the evaluation uses for ``profile`` (:attr:`mmdis.profiles.Profile.eval_window`), so
+    that validation and test agree.
 
     Returns:
         One Dice per case of ``case_ids``, in that order.
     """
-    from mmdis.evaluation.inference import eval_window, predict_subsets
-
-    roi, overlap = eval_window(profile)
+    roi, overlap = get_profile(profile).eval_window
     wt = np.asarray(REGIONS["WT"])
     scores = []
     for item in VolumeDataset(cache_dir, case_ids):
@@ -129,8 +129,7 @@ def wt_dice_scores(model: MultimodalSegNet, cache_dir: str | Path, case_ids: lis
                                overlap=overlap, with_recon=False, device=device, amp_dtype=amp_dtype)
         p = np.isin(pred.labels[0], wt) & item["mask"].numpy()
         g = np.isin(item["label"].numpy(), wt)
-        denom = int(p.sum() + g.sum())
-        scores.append(1.0 if denom == 0 else 2.0 * int((p & g).sum()) / denom)
+        scores.append(overlap_scores(p, g)["dice"])
     model.train()
     return scores
 
@@ -168,7 +167,7 @@ def train(config: TrainConfig, cache_dir: str | Path, run_dir: str | Path, resum
         ``val_dice_wt`` (``None`` if never validated), ``elapsed`` training seconds, ``checkpoint``;
         ``seconds_per_step`` (mean over the steps of this call; ``None`` if it made none),
         ``samples_per_second`` (patches of the global batch a second), ``peak_memory_mb`` (see
-        :func:`~mmdis.training.runlog.peak_memory_mb`; the largest over the ranks), ``amp`` (the
+        :func:`~mmdis.runtime.memory.peak_memory_mb`; the largest over the ranks), ``amp`` (the
         resolved dtype: ``bfloat16``, ``float16`` or ``float32``), ``rank`` and ``world_size``. Under
         DDP the step, the losses and the Dice are the same on every rank; the times are each rank's own.
 
@@ -187,7 +186,7 @@ def train(config: TrainConfig, cache_dir: str | Path, run_dir: str | Path, resum
         runlog.check_resumable(run_dir, config)
     ddp, device = distributed.init_distributed(config.device)
     try:
-        with precision.deterministic_algorithms(config.deterministic):
+        with deterministic_algorithms(config.deterministic):
             return _train(config, cache, run_dir, resuming, progress, stop_after, ddp, device)
     finally:
         ddp.close()
@@ -198,16 +197,16 @@ def _train(config: TrainConfig, cache: Cache, run_dir: Path, resuming: bool, pro
     """The body of :func:`train`, once the process group and the determinism flags are set."""
     train_ids, val_ids = cache.case_ids("train"), cache.case_ids("val")
     last_path = run_dir / "last.pt"
-    amp_dtype, needs_scaler = precision.resolve_amp(config.amp, device)
-    if hazard := precision.cpu_bf16_warning(device, amp_dtype, config.patch_size):
+    amp_dtype, needs_scaler = resolve_amp(config.amp, device)
+    if hazard := cpu_bf16_warning(device, amp_dtype, config.patch_size, SIZE_MULTIPLE):
         warnings.warn(hazard, stacklevel=3)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if ddp.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_json(config.to_dict(), run_dir / "config.json")
-        env = runlog.environment(device)
-        env.update(world_size=ddp.world_size, backend=ddp.backend, amp=precision.dtype_name(amp_dtype))
+        env = environment(device)
+        env.update(world_size=ddp.world_size, backend=ddp.backend, amp=dtype_name(amp_dtype))
         save_json(env, run_dir / "env.json")
     ddp.barrier(device)
 
@@ -217,7 +216,7 @@ def _train(config: TrainConfig, cache: Cache, run_dir: Path, resuming: bool, pro
                                  weight_decay=config.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: poly_factor(e, config.epochs, config.optim.poly_power))
-    scaler = precision.make_grad_scaler(device, needs_scaler)
+    scaler = make_grad_scaler(device, needs_scaler)
     start_epoch, step, elapsed, val_dice, ckpt = 0, 0, 0.0, None, None
     if resuming:
         ckpt = load_checkpoint(last_path, module, optimizer, scheduler, method=config.method,
@@ -312,14 +311,14 @@ def _train(config: TrainConfig, cache: Cache, run_dir: Path, resuming: bool, pro
         if writer is not None:
             writer.close()
 
-    peaks = [p for p in ddp.all_gather(runlog.peak_memory_mb(device)) if p is not None]
+    peaks = [p for p in ddp.all_gather(peak_memory_mb(device)) if p is not None]
     per_step = float(np.mean(step_seconds)) if step_seconds else None
     result = {"run_dir": str(run_dir), "epoch": max(end_epoch, start_epoch), "step": step, "last": last,
               "val_dice_wt": val_dice, "elapsed": elapsed, "checkpoint": str(last_path),
               "seconds_per_step": per_step,
               "samples_per_second": ddp.world_size * config.batch_size / per_step if per_step else None,
               "peak_memory_mb": max(peaks) if peaks else None,
-              "amp": precision.dtype_name(amp_dtype),
+              "amp": dtype_name(amp_dtype),
               "rank": ddp.rank, "world_size": ddp.world_size}
     if ddp.main and per_step:
         memory = f"{result['peak_memory_mb']:.0f} MiB" if peaks else "unknown"

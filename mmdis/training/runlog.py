@@ -23,17 +23,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from mmdis.data.io import atomic_path
+from mmdis.runtime.files import atomic_path
 from mmdis.training.config import TrainConfig
 
 LOSS_TERMS = ("total", "seg", "dice", "ce", "rec", "kl")
@@ -86,34 +79,3 @@ def tensorboard_writer(log_dir: str | Path, purge_step: int | None = None) -> An
     except Exception:  # ImportError without the package; a broken install can raise others
         return None
     return SummaryWriter(str(log_dir), purge_step=purge_step)
-
-
-# --------------------------------------------------------------------------- machine and memory
-def peak_memory_mb(device: torch.device) -> float | None:
-    """Peak memory of this process in MiB: on CUDA the most ever allocated by tensors on ``device``
-    (``torch.cuda.max_memory_allocated``), on the CPU the peak resident set size of the process
-    (``ru_maxrss``; ``None`` where the ``resource`` module is missing, i.e. on Windows)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        import resource
-    except ImportError:
-        return None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Versions, hardware and the git commit of the code, for ``env.json``."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    env = {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
-           "platform": platform.platform(), "device": str(device), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(), "git_commit": commit}
-    if device.type == "cuda":
-        env["cuda"] = torch.version.cuda
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env

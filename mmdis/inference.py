@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,23 +27,6 @@ from mmdis.conventions import NUM_MODALITIES, SUBSETS, subset_name
 from mmdis.models.networks import SIZE_MULTIPLE, Encoded, MultimodalSegNet
 
 Subset = tuple[bool, ...]
-
-#: Sliding-window settings per training profile: the paper's 80^3 windows with 50 % overlap; for the CPU
-#: profile (trained on 32^3 patches) 48^3 windows with 50 % overlap. Windows much larger than the training
-#: patches hurt: instance normalisation then sees mostly background (measured on the phantom, full
-#: modalities: WT Dice 0.84 with 48^3 windows, 0.78 with 32^3 and 0.74 with one 64^3 window).
-EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": {"roi_size": (64, 64, 64), "overlap": 0.5, "recon_cases": None},
-    "cpu": {"roi_size": (48, 48, 48), "overlap": 0.5, "recon_cases": 2},
-    "paper": {"roi_size": (80, 80, 80), "overlap": 0.5, "recon_cases": None},
-}
-
-
-def eval_window(profile: str) -> tuple[tuple[int, int, int], float]:
-    """``(roi_size, overlap)`` of the sliding windows for a run of ``profile`` (the paper's otherwise)."""
-    settings = EVAL_DEFAULTS.get(profile, EVAL_DEFAULTS["paper"])
-    return tuple(settings["roi_size"]), float(settings["overlap"])
-
 
 @dataclass
 class SubsetPrediction:

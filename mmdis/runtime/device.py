@@ -1,13 +1,15 @@
-"""Numerics of a training run: mixed precision (autocast, the fp16 loss scaler) and deterministic kernels.
+"""Where and in which precision to compute: the device, autocast and the fp16 loss scaler, determinism.
+
+Device
+    ``auto`` is CUDA when available, else the CPU (:func:`resolve_device`).
 
 Mixed precision
-    ``config.amp`` chooses autocast; see :func:`resolve_amp`. The losses are always computed in float32
-    (:func:`~mmdis.training.loop.train_step` casts the network's outputs back before them). fp16 needs a
-    ``GradScaler`` (:func:`make_grad_scaler`), whose state is saved in the checkpoint.
+    ``amp`` chooses autocast; see :func:`resolve_amp`. The losses are always computed in float32 (the
+    training step casts the network's outputs back before them). fp16 needs a ``GradScaler``
+    (:func:`make_grad_scaler`), whose state a training checkpoint keeps.
 
 Determinism
-    ``config.deterministic`` asks torch for deterministic kernels while
-    :func:`~mmdis.training.loop.train` runs; see :func:`deterministic_algorithms`.
+    :func:`deterministic_algorithms` asks torch for deterministic kernels inside a block.
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
-from mmdis.models.networks import SIZE_MULTIPLE
-from mmdis.training.config import AMP_MODES
+#: Mixed-precision modes; :func:`resolve_amp` says what each runs on a device.
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; any other name is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 # ------------------------------------------------------------------------------- mixed precision
@@ -52,7 +61,7 @@ def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, boo
     unscaled before the step (a step whose gradients overflow is skipped and the scale halved).
 
     Raises:
-        ValueError: for a mode not in :data:`~mmdis.training.config.AMP_MODES`.
+        ValueError: for a mode not in :data:`AMP_MODES`.
     """
     if amp not in AMP_MODES:
         raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {amp!r}")
@@ -71,13 +80,17 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def cpu_bf16_warning(device: torch.device, dtype: torch.dtype | None,
-                     patch_size: tuple[int, int, int]) -> str | None:
-    """The warning for bf16 autocast on the CPU with a patch ``2 x SIZE_MULTIPLE`` = 16 voxels deep,
-    whose bottom stage is 2 voxels deep (see :func:`resolve_amp`); ``None`` for any other setting."""
-    if device.type == "cpu" and dtype == torch.bfloat16 and patch_size[0] == 2 * SIZE_MULTIPLE:
+                     patch_size: tuple[int, int, int], size_multiple: int = 8) -> str | None:
+    """The warning for bf16 autocast on the CPU with a patch ``2 x size_multiple`` = 16 voxels deep,
+    whose bottom stage is 2 voxels deep (see :func:`resolve_amp`); ``None`` for any other setting.
+
+    ``size_multiple`` is the network's total down-sampling factor
+    (:data:`~mmdis.models.networks.SIZE_MULTIPLE`).
+    """
+    if device.type == "cpu" and dtype == torch.bfloat16 and patch_size[0] == 2 * size_multiple:
         return (f"bf16 autocast on the CPU with patch_size {patch_size}: torch's CPU bf16 "
                 "conv3d gets the weight gradient wrong on the 2-voxel-deep bottom stage; use "
-                "amp='off' or a patch depth of 24 or more (see mmdis.training.precision.resolve_amp)")
+                "amp='off' or a patch depth of 24 or more (see mmdis.runtime.device.resolve_amp)")
     return None
 
 
