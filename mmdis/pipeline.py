@@ -28,6 +28,7 @@ from typing import Any
 from mmdis.data.cache import Cache, PrepareConfig, prepare
 from mmdis.models.config import VARIANTS
 from mmdis.profiles import get_profile
+from mmdis.runtime.configs import check_name
 from mmdis.runtime.files import save_json
 from mmdis.training.config import TrainConfig, make_config
 
@@ -134,9 +135,10 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
         ValueError: for an unknown profile or method.
     """
     get_profile(profile)  # raises for an unknown name
-    unknown = [m for m in methods if m not in VARIANTS]
-    if unknown or not methods:
-        raise ValueError(f"unknown method(s) {unknown or methods}; known methods: {list(VARIANTS)}")
+    if not methods:
+        raise ValueError("methods is empty; name at least one of " + ", ".join(VARIANTS))
+    for method in methods:
+        check_name(method, VARIANTS, "method")
     work_dir, results_dir = Path(work_dir), Path(results_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     with _locked(work_dir / ".lock"):

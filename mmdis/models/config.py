@@ -7,12 +7,13 @@ are flags on one model (fusion kind, disentanglement, early fusion), never copie
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mmdis.conventions import NUM_CLASSES, NUM_MODALITIES
 from mmdis.models.blocks import LEAKY_SLOPE
 from mmdis.models.fusion import FUSIONS
+from mmdis.runtime.configs import check_fields, check_name
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,7 @@ class ModelConfig:
         Raises:
             ValueError: for a key that is not a field (named in the message) or an invalid value.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig field(s) {unknown}; known fields: {sorted(known)}")
+        check_fields(cls, data, "ModelConfig")
         return cls(**data)
 
 
@@ -106,3 +104,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "hemis": {"fusion": "hemis", "disentangle": False},
     "imputation": {"early_fusion": True, "disentangle": False, "modality_dropout": False},
 }
+
+
+def variant_config(name: str, **overrides: Any) -> ModelConfig:
+    """The :class:`ModelConfig` of the named preset ``name`` of :data:`VARIANTS` with fields overridden.
+
+    Raises:
+        ValueError: for an unknown variant (the message lists the known ones) or an unknown or invalid
+            field (the message names it).
+    """
+    check_name(name, VARIANTS, "model variant")
+    check_fields(ModelConfig, overrides, "ModelConfig", exclude=("name",))
+    return ModelConfig(name=name, **{**VARIANTS[name], **overrides})

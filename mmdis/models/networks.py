@@ -11,13 +11,13 @@ case serves all 15 modality subsets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mmdis.models.config import VARIANTS, ModelConfig
+from mmdis.models.config import ModelConfig, variant_config
 from mmdis.models.decoders import ReconDecoder, SegDecoder
 from mmdis.models.dropout import modality_dropout
 from mmdis.models.encoders import (
@@ -252,11 +252,4 @@ def build_model(name: str = "robustseg", **overrides: Any) -> MultimodalSegNet:
         ValueError: for an unknown variant name (the message lists the known ones) or an unknown or
             invalid config field (the message names it).
     """
-    if name not in VARIANTS:
-        raise ValueError(f"unknown model variant {name!r}; known variants: {list(VARIANTS)}")
-    preset = ModelConfig(name=name, **VARIANTS[name])
-    known = {f.name for f in fields(ModelConfig)} - {"name"}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown ModelConfig field(s) {unknown}; known fields: {sorted(known)}")
-    return MultimodalSegNet(replace(preset, **overrides))
+    return MultimodalSegNet(variant_config(name, **overrides))

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mmdis.data.datasets import PatchConfig
 from mmdis.losses import LossConfig
-from mmdis.models.config import VARIANTS, ModelConfig
-from mmdis.models.networks import SIZE_MULTIPLE, MultimodalSegNet, build_model
+from mmdis.models.config import VARIANTS, ModelConfig, variant_config
+from mmdis.models.networks import SIZE_MULTIPLE, MultimodalSegNet
 from mmdis.profiles import get_profile
+from mmdis.runtime.configs import check_fields, check_name
 from mmdis.runtime.device import AMP_MODES
 
 
@@ -55,8 +56,6 @@ class TrainConfig:
         profile: the named profile the config was made from (see :data:`mmdis.profiles.PROFILES`).
         epochs: :math:`E`, number of epochs (the poly schedule decays over them).
         iters_per_epoch: optimiser steps per epoch.
-        patch_size: ``(D, H, W)`` of a training patch; each a multiple of 8. ``patch.patch_size`` is
-            always set to it.
         base_channels: ``C``, width of the first encoder stage.
         batch_size: patches per step (paper: 1).
         seed: seeds the model's initialisation, the patch sampler and modality dropout.
@@ -79,14 +78,15 @@ class TrainConfig:
             ``{"appearance_channels": 4}``.
         loss: weights of the objective, Eq. (3).
         optim: optimiser and schedule.
-        patch: how patches are sampled and augmented.
+        patch: how patches are sampled and augmented; ``patch.patch_size`` is the ``(D, H, W)`` of a
+            training patch, each a multiple of 8 (also readable as ``config.patch_size``, and settable
+            as ``patch_size=`` in :func:`make_config`).
     """
 
     method: str = "robustseg"
     profile: str = "smoke"
     epochs: int = 2
     iters_per_epoch: int = 2
-    patch_size: tuple[int, int, int] = (16, 16, 16)
     base_channels: int = 4
     batch_size: int = 1
     seed: int = 0
@@ -98,54 +98,53 @@ class TrainConfig:
     model: Mapping[str, Any] = field(default_factory=dict)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    patch: PatchConfig = field(default_factory=PatchConfig)
+    patch: PatchConfig = field(default_factory=lambda: PatchConfig(patch_size=(16, 16, 16)))
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        """``(D, H, W)`` of a training patch, ``patch.patch_size``."""
+        return self.patch.patch_size
 
     def __post_init__(self) -> None:
-        if self.method not in VARIANTS:
-            raise ValueError(f"unknown method {self.method!r}; known methods: {list(VARIANTS)}")
+        check_name(self.method, VARIANTS, "method")
         get_profile(self.profile)  # raises for an unknown name
         for name, low in (("epochs", 1), ("iters_per_epoch", 1), ("base_channels", 1), ("batch_size", 1),
                           ("seed", 0), ("val_every", 0), ("num_workers", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        size = tuple(self.patch_size)
-        if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-            raise ValueError(f"patch_size must be three positive integers, got {self.patch_size!r}")
-        if any(s % SIZE_MULTIPLE for s in size):
-            raise ValueError(f"patch_size {size} must be a multiple of {SIZE_MULTIPLE} in every axis")
         if not isinstance(self.deterministic, bool):
             raise ValueError(f"deterministic must be a bool, got {self.deterministic!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        allowed = {f.name for f in fields(ModelConfig)} - {"name", "base_channels"}
-        unknown = sorted(set(self.model) - allowed)
-        if unknown:
-            raise ValueError(f"unknown model override(s) {unknown}; known fields: {sorted(allowed)}")
+        check_fields(ModelConfig, self.model, "model override", exclude=("name", "base_channels"))
         for name, kind in (("loss", LossConfig), ("optim", OptimConfig), ("patch", PatchConfig)):
             if not isinstance(getattr(self, name), kind):
                 got = type(getattr(self, name)).__name__
                 raise ValueError(f"{name} must be a {kind.__name__}, got {got}")
-        # Frozen: normalise through object.__setattr__ (a list from JSON becomes a tuple, patch follows).
-        object.__setattr__(self, "patch_size", size)
+        size = tuple(self.patch.patch_size)
+        if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+            raise ValueError(f"patch_size must be three positive integers, got {self.patch.patch_size!r}")
+        if any(s % SIZE_MULTIPLE for s in size):
+            raise ValueError(f"patch_size {size} must be a multiple of {SIZE_MULTIPLE} in every axis")
+        # Frozen: normalise through object.__setattr__ (a list from JSON becomes a tuple).
         object.__setattr__(self, "model", dict(self.model))
         object.__setattr__(self, "patch", replace(self.patch, patch_size=size))
         self.model_config()  # an invalid override value fails now, not after the data are loaded
 
     def model_config(self) -> ModelConfig:
         """The resolved :class:`ModelConfig` of the run's network (``name`` is the method)."""
-        return build_model_config(self.method, base_channels=self.base_channels, **self.model)
+        return variant_config(self.method, base_channels=self.base_channels, **self.model)
 
     def build_model(self) -> MultimodalSegNet:
         """A freshly initialised network of this run (the caller seeds the RNG)."""
-        return build_model(self.method, base_channels=self.base_channels, **self.model)
+        return MultimodalSegNet(self.model_config())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable dict of every field (nested configs as dicts)."""
         data = asdict(self)
-        data["patch_size"] = list(self.patch_size)
         data["patch"]["patch_size"] = list(self.patch_size)
         return data
 
@@ -156,32 +155,16 @@ class TrainConfig:
         Raises:
             ValueError: for an unknown key (named in the message) or an invalid value.
         """
-        data = dict(data)
-        _check_keys(cls, data, "TrainConfig")
+        data = _lift_patch_size(data)
+        check_fields(cls, data, "TrainConfig")
         for name, kind in (("loss", LossConfig), ("optim", OptimConfig), ("patch", PatchConfig)):
             if isinstance(data.get(name), Mapping):
                 sub = dict(data[name])
-                _check_keys(kind, sub, name)
+                check_fields(kind, sub, name)
                 if "patch_size" in sub:
                     sub["patch_size"] = tuple(sub["patch_size"])
                 data[name] = kind(**sub)
-        if "patch_size" in data:
-            data["patch_size"] = tuple(data["patch_size"])
         return cls(**data)
-
-
-def build_model_config(method: str, **overrides: Any) -> ModelConfig:
-    """:class:`ModelConfig` of a named variant with overrides, without building the network."""
-    if method not in VARIANTS:
-        raise ValueError(f"unknown method {method!r}; known methods: {list(VARIANTS)}")
-    return ModelConfig(name=method, **{**VARIANTS[method], **overrides})
-
-
-def _check_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {what} field(s) {unknown}; known fields: {sorted(known)}")
 
 
 def make_config(profile: str = "smoke", method: str = "robustseg", **overrides: Any) -> TrainConfig:
@@ -202,16 +185,32 @@ def make_config(profile: str = "smoke", method: str = "robustseg", **overrides: 
     return _override(_override(base, train_overrides), overrides)
 
 
+def _lift_patch_size(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with a top-level ``patch_size`` (the short form, and what older ``config.json`` files
+    hold) moved into ``patch``, where the one copy of it lives."""
+    data = dict(data)
+    if "patch_size" in data:
+        size = data.pop("patch_size")
+        patch = data.get("patch")
+        if isinstance(patch, PatchConfig):
+            data["patch"] = replace(patch, patch_size=tuple(size))
+        else:
+            data["patch"] = {**(patch or {}), "patch_size": size}
+    return data
+
+
 def _override(base: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
-    """``base`` with ``overrides`` applied; a dict for a nested config is merged onto ``base``'s."""
-    _check_keys(TrainConfig, overrides, "TrainConfig")
+    """``base`` with ``overrides`` applied; a dict for a nested config is merged onto ``base``'s.
+    ``patch_size`` is accepted as short for ``patch={"patch_size": ...}``."""
+    overrides = _lift_patch_size(overrides)
+    check_fields(TrainConfig, overrides, "TrainConfig")
     resolved: dict[str, Any] = {}
     for name, value in overrides.items():
         if name == "model" and isinstance(value, Mapping):
             value = {**base.model, **value}
         elif name in ("loss", "optim", "patch") and isinstance(value, Mapping):
             current = getattr(base, name)
-            _check_keys(type(current), value, name)
-            value = replace(current, **value)
+            check_fields(type(current), value, name)
+            value = replace(current, **{k: tuple(v) if k == "patch_size" else v for k, v in value.items()})
         resolved[name] = value
     return replace(base, **resolved)

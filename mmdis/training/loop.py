@@ -36,14 +36,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from mmdis.conventions import REGIONS
 from mmdis.data.cache import Cache
-from mmdis.data.datasets import PatchDataset, VolumeDataset
-from mmdis.inference import predict_subsets
+from mmdis.data.datasets import PatchDataset
 from mmdis.losses import LossConfig, total_loss
-from mmdis.metrics import overlap_scores
-from mmdis.models.networks import SIZE_MULTIPLE, MultimodalSegNet
-from mmdis.profiles import get_profile
+from mmdis.models.networks import SIZE_MULTIPLE
 from mmdis.runtime.device import (
     autocast,
     cpu_bf16_warning,
@@ -58,6 +54,7 @@ from mmdis.runtime.memory import peak_memory_mb
 from mmdis.training import distributed, runlog
 from mmdis.training.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from mmdis.training.config import TrainConfig
+from mmdis.training.validation import wt_dice_scores
 
 
 def poly_factor(epoch: int, epochs: int, power: float = 0.9) -> float:
@@ -103,42 +100,6 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer,
         scaler.step(optimizer)  # unscales first; skips the step if a gradient overflowed
         scaler.update()
     return {k: float(v.detach()) for k, v in losses.items()}
-
-
-@torch.no_grad()
-def wt_dice_scores(model: MultimodalSegNet, cache_dir: str | Path, case_ids: list[str], device: torch.device,
-                   amp_dtype: torch.dtype | None = None, profile: str = "paper") -> list[float]:
-    r"""Whole-tumour Dice of each case over its whole volume, with every available modality.
-
-    .. math:: \mathrm{Dice}_{WT} = \frac{2 |P \cap G|}{|P| + |G|}, \quad
-              P = \{\arg\max_k \hat Y \in WT\} \cap \text{brain},\ G = \{Y \in WT\}
-
-    (1 when both are empty, :func:`mmdis.metrics.overlap_scores`). Each volume is segmented with the
-    sliding windows the evaluation uses for ``profile`` (:attr:`mmdis.profiles.Profile.eval_window`), so
-    that validation and test agree.
-
-    Returns:
-        One Dice per case of ``case_ids``, in that order.
-    """
-    roi, overlap = get_profile(profile).eval_window
-    wt = np.asarray(REGIONS["WT"])
-    scores = []
-    for item in VolumeDataset(cache_dir, case_ids):
-        available = tuple(bool(a) for a in item["available"])
-        pred = predict_subsets(model, item["image"], available, subsets=[available], roi_size=roi,
-                               overlap=overlap, with_recon=False, device=device, amp_dtype=amp_dtype)
-        p = np.isin(pred.labels[0], wt) & item["mask"].numpy()
-        g = np.isin(item["label"].numpy(), wt)
-        scores.append(overlap_scores(p, g)["dice"])
-    model.train()
-    return scores
-
-
-def validate(model: MultimodalSegNet, cache_dir: str | Path, case_ids: list[str], device: torch.device,
-             amp_dtype: torch.dtype | None = None, profile: str = "paper") -> float:
-    """Mean of :func:`wt_dice_scores` over ``case_ids`` (NaN without cases)."""
-    scores = wt_dice_scores(model, cache_dir, case_ids, device, amp_dtype, profile)
-    return float(np.mean(scores)) if scores else math.nan
 
 
 # ------------------------------------------------------------------------------------- train
