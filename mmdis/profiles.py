@@ -10,7 +10,7 @@ command line all read :data:`PROFILES` through :func:`get_profile`; adding a pro
 profile  purpose
 ======== ================================================================================================
 smoke    tests: 16^3 patches, C = 4, 2 epochs x 2 iterations; seconds on a laptop.
-cpu      a 2-core CPU on the phantom at 3 mm: 32^3 patches, C = 8, 20 x 20 = 400 steps in bf16, lr 1e-3.
+cpu      a 2-core CPU on the phantom at 3 mm: 32^3 patches, C = 8, 20 x 20 = 400 steps, lr 1e-3.
 paper    Chen et al. (2019): 80^3 patches, C = 16, batch 1, Adam 1e-4, poly 0.9, 300 x 300 iterations.
 ======== ================================================================================================
 """
@@ -77,14 +77,15 @@ PROFILES: dict[str, Profile] = {
                    "val_every": 1, "model": {"appearance_channels": 4}},
             eval_roi=(64, 64, 64), spacing=3.0, phantom_cases=8,
         ),
-        # The embedded phantom at 3 mm on a 2-core CPU: 400 steps of 32^3 patches in bf16 autocast (3-4x
-        # faster than float32 on a CPU with bf16 instructions) with a 10x larger learning rate than the
-        # paper's, which trains for 225x more steps. Measured for robustseg on the phantom: 600 such steps
+        # The embedded phantom at 3 mm on a 2-core CPU: 400 steps of 32^3 patches with a 10x larger
+        # learning rate than the paper's, which trains for 225x more steps. amp "auto" takes bf16 autocast
+        # where the CPU computes bf16 natively (3-4x faster than float32 there) and float32 elsewhere
+        # (where bf16 is emulated and about 6x slower). Measured for robustseg on the phantom: 600 such steps
         # gave full-modality test Dice WT 0.84 / TC 0.90 / ET 0.84 (48^3 windows); 240 float32 steps 0.80.
         Profile(
             "cpu", "a 2-core CPU on the phantom at 3 mm: 32^3 patches, C = 8, 400 steps",
             train={"epochs": 20, "iters_per_epoch": 20, "patch_size": (32, 32, 32), "base_channels": 8,
-                   "val_every": 5, "amp": "bf16", "optim": {"lr": 1e-3}, "model": {"appearance_channels": 8}},
+                   "val_every": 5, "optim": {"lr": 1e-3}, "model": {"appearance_channels": 8}},
             eval_roi=(48, 48, 48), recon_cases=2, spacing=3.0, phantom_cases=24,
         ),
         Profile(

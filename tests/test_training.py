@@ -17,6 +17,7 @@ from mmdis.data.datasets import PatchDataset
 from mmdis.losses import LossConfig
 from mmdis.models.config import VARIANTS
 from mmdis.profiles import PROFILES
+from mmdis.runtime import device as device_module
 from mmdis.runtime.device import make_grad_scaler, resolve_amp
 from mmdis.training import (
     OptimConfig,
@@ -192,7 +193,13 @@ def test_loss_decreases_on_a_fixed_batch(cache_dir):
 # ------------------------------------------------------------------- precision, logging, determinism
 def test_amp_modes_resolve_per_device(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_amp("auto", cpu) == (None, False)  # a documented decision, see resolve_amp
+    monkeypatch.setattr(device_module, "cpu_bf16_support", lambda: (False, "emulated"))
+    assert resolve_amp("auto", cpu) == (None, False)  # bf16 would be emulated: float32
+    monkeypatch.setattr(device_module, "cpu_bf16_support", lambda: (True, "native"))
+    assert resolve_amp("auto", cpu) == (torch.bfloat16, False)
+    assert resolve_amp("auto", cpu, bottom_depth=2) == (None, False)  # the wrong-gradient guard
+    assert resolve_amp("auto", cpu, bottom_depth=4) == (torch.bfloat16, False)
+    assert "bf16" in device_module.amp_choice("auto", cpu)[2]
     assert resolve_amp("off", cpu) == (None, False)
     assert resolve_amp("bf16", cpu) == (torch.bfloat16, False)
     assert resolve_amp("fp16", cpu) == (torch.float16, True)
@@ -296,3 +303,14 @@ def test_deterministic_switch_holds_while_training_only(cache_dir, tmp_path, mon
     assert after == before
     train(replace(config, deterministic=False), cache_dir, tmp_path / "off", progress=False)
     assert seen[-1] == before
+
+
+def test_cpu_bf16_support_reads_the_cpu_flags(monkeypatch):
+    from mmdis.runtime import device as dev
+
+    for flags, native in ((None, False), ({"avx2", "fma"}, False), ({"avx512f", "avx512_bf16"}, True),
+                          ({"amx_bf16"}, True)):
+        monkeypatch.setattr(dev, "_cpu_flags", lambda flags=flags: flags)
+        dev.cpu_bf16_support.cache_clear()
+        assert dev.cpu_bf16_support()[0] is native, flags
+    dev.cpu_bf16_support.cache_clear()

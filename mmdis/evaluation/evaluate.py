@@ -135,7 +135,7 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
     model, train_config, meta = load_run(run_dir, device)
     settings = config.resolved(train_config.profile)
     amp = train_config.amp if config.amp == "run" else config.amp
-    amp_dtype = resolve_amp(amp, device)[0]
+    amp_dtype = resolve_amp(amp, device, train_config.bottom_depth)[0]
     settings["amp"] = str(amp_dtype)
     label = method or train_config.method
     key = _cache_key(meta, cache, settings)

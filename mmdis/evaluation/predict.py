@@ -101,7 +101,7 @@ def predict_case(
     available = tuple(bool(a) for a in case.available)
     pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=roi,
                            overlap=overlap, with_recon=False, device=dev, progress=progress,
-                           amp_dtype=resolve_amp(config.amp, dev)[0])
+                           amp_dtype=resolve_amp(config.amp, dev, config.bottom_depth)[0])
     labels = restore_prediction(pred.labels[0], case.crop)  # canonical, on the input grid
     # Tumour only inside the brain, judged on the input grid (resampling blurs the mask's edge).
     brain_full = raw.brain_mask if raw.brain_mask is not None else brain_mask_from_images(raw.images, case_id)

@@ -14,9 +14,12 @@ Determinism
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 
@@ -32,51 +35,107 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 # ------------------------------------------------------------------------------- mixed precision
-def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+def _cpu_flags() -> set[str] | None:
+    """The instruction-set flags of the first processor in ``/proc/cpuinfo`` (``None`` where unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", text, re.MULTILINE)
+    return set(found.group(1).split()) if found else None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_support() -> tuple[bool, str]:
+    """Whether this CPU computes bf16 natively, and why, in words.
+
+    Native means AMX-BF16 or AVX512-BF16 instructions (``amx_bf16``, ``avx512_bf16`` in
+    ``/proc/cpuinfo``), or bf16 on an Arm CPU (``bf16``). Elsewhere, e.g. on any x86 CPU with AVX2 alone,
+    oneDNN emulates bf16 and a training step in bf16 autocast ran about 6x slower than in float32
+    (10.5 s against 1.59 s on a 2-core AMD EPYC with AVX2, ``cpu`` profile). Where the flags cannot be
+    read (no ``/proc``, e.g. macOS or Windows) the answer is no, which is never slow.
+    """
+    flags = _cpu_flags()
+    capability = torch.backends.cpu.get_cpu_capability()
+    if flags is None:
+        return False, f"CPU flags unreadable (torch CPU capability {capability}); float32 is the safe choice"
+    for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("bf16", "Arm BF16")):
+        if flag in flags:
+            return True, f"the CPU has {name} instructions"
+    return False, (f"the CPU has no AVX512-BF16 or AMX-BF16 instructions (torch CPU capability "
+                   f"{capability}); bf16 would be emulated, several times slower than float32")
+
+
+def amp_choice(amp: str, device: torch.device, bottom_depth: int | None = None) -> tuple[torch.dtype | None,
+                                                                                         bool, str]:
+    """:func:`resolve_amp`'s answer and the reason for it, in words (printed by ``mmdis bench``)."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {amp!r}")
+    if amp == "bf16":
+        return torch.bfloat16, False, "bf16 asked for"
+    if amp == "fp16":
+        return torch.float16, True, "fp16 asked for (with a loss scaler)"
+    if amp == "off":
+        return None, False, "float32 asked for"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, False, "auto: the GPU computes bf16"
+        return torch.float16, True, "auto: the GPU has no bf16; fp16 with a loss scaler"
+    if device.type != "cpu":
+        return None, False, f"auto: float32 on {device.type}"
+    native, why = cpu_bf16_support()
+    if not native:
+        return None, False, f"auto: float32, as {why}"
+    if bottom_depth == 2:
+        return None, False, ("auto: float32, as torch's CPU bf16 conv3d gets the weight gradient wrong on "
+                             "the 2-voxel-deep bottom stage of a 16-deep patch")
+    return torch.bfloat16, False, f"auto: bf16, as {why}"
+
+
+def resolve_amp(amp: str, device: torch.device, bottom_depth: int | None = None) -> tuple[torch.dtype | None,
+                                                                                          bool]:
     """The autocast dtype of an ``amp`` mode on ``device`` (``None``: float32) and whether it needs a
     loss scaler.
 
-    ====== ========================= ======================= =====================
+    ====== ========================= ======================= ==========================================
     amp    CUDA with bf16 (Ampere+)  CUDA without bf16       CPU
-    ====== ========================= ======================= =====================
-    auto   bf16                      fp16 + ``GradScaler``   float32
+    ====== ========================= ======================= ==========================================
+    auto   bf16                      fp16 + ``GradScaler``   bf16 where native (below), else float32
     bf16   bf16                      bf16 (emulated, slow)   bf16 (see below)
     fp16   fp16 + ``GradScaler``     fp16 + ``GradScaler``   fp16 + ``GradScaler``
     off    float32                   float32                 float32
-    ====== ========================= ======================= =====================
+    ====== ========================= ======================= ==========================================
 
-    ``auto`` stays in float32 on the CPU, a decision measured once rather than timed at run time. bf16
-    autocast is faster there on a CPU with bf16 instructions: a training step of the ``cpu`` profile's
-    network (robustseg, 48^3 patch, C = 8, batch 1, one thread, torch 2.13, an AMD EPYC with
-    AVX512-BF16) took 3.1 s of CPU time in float32 and 0.86 s under
-    ``torch.autocast("cpu", dtype=torch.bfloat16)``, with the same loss curve over 15 steps to within
-    0.01 (at the smoke profile's 16^3 both took 0.1 s). But torch 2.13's CPU bf16 ``conv3d`` returns a
-    wrong weight gradient (off by 100 %, up to 1e35, varying from run to run) when a feature map is 2
-    voxels deep (the first spatial axis), as the bottom stage of a 16^3 patch is; and a CPU without
-    bf16 instructions emulates it. So bf16 on the CPU is an explicit choice (``amp="bf16"``, e.g. for
-    the ``cpu`` profile), and :func:`~mmdis.training.loop.train` warns when the patch is 16 voxels deep
+    On the CPU, ``auto`` takes bf16 autocast only where the CPU computes bf16 natively
+    (:func:`cpu_bf16_support`): there a training step of the ``cpu`` profile's network (robustseg, 48^3
+    patch, C = 8, batch 1, one thread, torch 2.13, an AMD EPYC with AVX512-BF16) took 3.1 s of CPU time in
+    float32 and 0.86 s under ``torch.autocast("cpu", dtype=torch.bfloat16)``, with the same loss curve
+    over 15 steps to within 0.01; a CPU without such instructions emulates bf16 and runs it several times
+    slower than float32. And ``auto`` stays in float32 when the network's bottom stage is
+    ``bottom_depth = 2`` voxels deep (a 16-deep patch): torch 2.13's CPU bf16 ``conv3d`` then returns a
+    wrong weight gradient (off by 100 %, up to 1e35, varying from run to run). An explicit
+    ``amp="bf16"`` is obeyed, and :func:`~mmdis.training.loop.train` warns in that case
     (:func:`cpu_bf16_warning`).
 
     fp16 has a 5-bit exponent, so its loss is scaled up before the backward pass and the gradients
     unscaled before the step (a step whose gradients overflow is skipped and the scale halved).
 
+    Args:
+        amp: one of :data:`AMP_MODES`.
+        device: where the network runs.
+        bottom_depth: depth (first spatial axis) of the network's deepest feature map in training, if
+            known; the patch depth divided by the total down-sampling factor.
+
     Raises:
         ValueError: for a mode not in :data:`AMP_MODES`.
     """
-    if amp not in AMP_MODES:
-        raise ValueError(f"amp must be one of {list(AMP_MODES)}, got {amp!r}")
-    if amp == "bf16":
-        return torch.bfloat16, False
-    if amp == "fp16":
-        return torch.float16, True
-    if amp == "auto" and device.type == "cuda":
-        return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
-    return None, False
+    dtype, scaler, _ = amp_choice(amp, device, bottom_depth)
+    return dtype, scaler
 
 
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(amp: str, device: torch.device, bottom_depth: int | None = None) -> torch.dtype | None:
     """The autocast dtype of :func:`resolve_amp` alone."""
-    return resolve_amp(amp, device)[0]
+    return resolve_amp(amp, device, bottom_depth)[0]
 
 
 def cpu_bf16_warning(device: torch.device, dtype: torch.dtype | None,

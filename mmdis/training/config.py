@@ -105,6 +105,12 @@ class TrainConfig:
         """``(D, H, W)`` of a training patch, ``patch.patch_size``."""
         return self.patch.patch_size
 
+    @property
+    def bottom_depth(self) -> int:
+        """Depth of the network's deepest feature map on a training patch (it decides ``amp="auto"`` on
+        a CPU, see :func:`~mmdis.runtime.device.resolve_amp`)."""
+        return self.patch_size[0] // SIZE_MULTIPLE
+
     def __post_init__(self) -> None:
         check_name(self.method, VARIANTS, "method")
         get_profile(self.profile)  # raises for an unknown name

@@ -158,7 +158,7 @@ def _train(config: TrainConfig, cache: Cache, run_dir: Path, resuming: bool, pro
     """The body of :func:`train`, once the process group and the determinism flags are set."""
     train_ids, val_ids = cache.case_ids("train"), cache.case_ids("val")
     last_path = run_dir / "last.pt"
-    amp_dtype, needs_scaler = resolve_amp(config.amp, device)
+    amp_dtype, needs_scaler = resolve_amp(config.amp, device, config.bottom_depth)
     if hazard := cpu_bf16_warning(device, amp_dtype, config.patch_size, SIZE_MULTIPLE):
         warnings.warn(hazard, stacklevel=3)
     if device.type == "cuda":
