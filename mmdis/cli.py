@@ -86,15 +86,27 @@ def _cmd_fetch_msd(args) -> None:
     print(f"MSD Task01 at {root}")
 
 
+def _use_benchmarks(command: str) -> None:
+    """Put the checkout holding ``benchmarks/`` (never installed) on the path; ImportError without one."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__init__.py").is_file():
+        raise ImportError(f"'mmdis {command}' needs a source checkout of mmdis: {root / 'benchmarks'} "
+                          "does not exist (it is not part of the installed package)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
 def _cmd_summary(args) -> None:
-    from mmdis.models.summary import format_table, summarize
+    _use_benchmarks("summary")
+    from benchmarks.flops import format_summary, summarize
 
     rows = summarize(size=args.size, base_channels=args.channels, batch=args.batch, device=args.device)
-    print(format_table(rows))
+    print(format_summary(rows))
 
 
 def _cmd_bench(args) -> None:
-    from mmdis.bench import run_benchmarks
+    _use_benchmarks("bench")
+    from benchmarks.run import run_benchmarks
 
     run_benchmarks(patch=args.patch, cache_dir=args.cache, seconds=args.seconds, channels=args.channels,
                    profile=None if args.profile == "none" else args.profile, eval_size=args.eval_size,

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from mmdis.conventions import NUM_CLASSES, NUM_MODALITIES, SUBSETS
 from mmdis.losses import LossConfig, total_loss
 from mmdis.models import VARIANTS, ModelConfig, MultimodalSegNet, build_model, modality_dropout
-from mmdis.models.summary import ALL, format_table, summarize
 
 SIZE = 16
 TINY = {"base_channels": 4, "appearance_channels": 4}  # 16^3 inputs: the file runs in seconds
@@ -328,24 +327,3 @@ def test_integer_mask_accepted(volume):
         b = model(volume, torch.tensor([[True, False, True, True]])).seg
     assert torch.equal(a, b)
 
-
-# ---------------------------------------------------------------------------------- summary
-def test_summarize_tiny():
-    rows = summarize(size=16, base_channels=4)
-    assert [r["variant"] for r in rows] == list(ALL) == list(VARIANTS)
-    for r in rows:
-        assert r["params"] > 0 and r["train_flops"] > r["forward_flops"] > 0
-    by_name = {r["variant"]: r for r in rows}
-    assert by_name["robustseg"]["params"] > by_name["ablation-mean"]["params"]
-    assert by_name["ablation-mean-dis"]["forward_flops"] > by_name["ablation-mean"]["forward_flops"]
-    table = format_table(rows)
-    assert all(name in table for name in VARIANTS) and "GFLOP" in table
-
-
-def test_summarize_meta_matches_cpu():
-    """Counting on the meta device (nothing computed) gives the numbers of a real CPU run."""
-    meta = summarize(["robustseg", "imputation"], size=16, base_channels=4, device="meta")
-    cpu = summarize(["robustseg", "imputation"], size=16, base_channels=4, device="cpu")
-    assert meta == cpu
-    model = build_model("robustseg", base_channels=4)
-    assert meta[0]["params"] == sum(p.numel() for p in model.parameters())

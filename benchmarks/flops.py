@@ -1,4 +1,5 @@
-"""Parameter and FLOP counts of the model variants, on the ``meta`` device by default (no memory, fast).
+"""Parameter and FLOP counts of the model variants, on the ``meta`` device by default (no memory, fast):
+``mmdis summary``.
 
 FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix
 products, 2 FLOPs per multiply-add); normalisation, activations and element-wise ops are not counted.
@@ -20,7 +21,8 @@ from mmdis.models.networks import build_model
 ALL: tuple[str, ...] = tuple(VARIANTS)
 
 
-def _count_flops(fn: Callable[[], None]) -> int:
+def count_flops(fn: Callable[[], None]) -> int:
+    """FLOPs of one call of ``fn`` (convolutions and matrix products, 2 per multiply-add)."""
     counter = FlopCounterMode(display=False)
     with counter:
         fn()
@@ -51,9 +53,9 @@ def summarize(
     for name in variants:
         with torch.device(device):
             model = build_model(name, base_channels=base_channels)
-            x = torch.randn(batch, NUM_MODALITIES, size, size, size)
-            y = torch.randint(0, NUM_CLASSES, (batch, size, size, size))
-            available = torch.ones(batch, NUM_MODALITIES, dtype=torch.bool)
+            x = torch.randn(batch, NUM_MODALITIES, size, size, size)  # (B, M, D, H, W)
+            y = torch.randint(0, NUM_CLASSES, (batch, size, size, size))  # (B, D, H, W)
+            available = torch.ones(batch, NUM_MODALITIES, dtype=torch.bool)  # (B, M)
         params = sum(p.numel() for p in model.parameters())
 
         def forward(model=model, x=x, available=available) -> None:
@@ -70,8 +72,8 @@ def summarize(
             {
                 "variant": name,
                 "params": params,
-                "forward_flops": _count_flops(forward),
-                "train_flops": _count_flops(train_step),
+                "forward_flops": count_flops(forward),
+                "train_flops": count_flops(train_step),
                 "size": size,
                 "base_channels": base_channels,
                 "batch": batch,
@@ -80,7 +82,7 @@ def summarize(
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def format_summary(rows: list[dict]) -> str:
     """Markdown table of :func:`summarize` rows (parameters in millions, FLOPs in GFLOP)."""
     lines = [
         "| variant | params (M) | forward (GFLOP) | train step (GFLOP) |",

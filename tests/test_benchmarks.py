@@ -1,4 +1,4 @@
-"""`mmdis bench` runs end to end and prints its table (its numbers are read, never asserted)."""
+"""`mmdis bench` (benchmarks/) runs end to end and prints its table (its numbers are read, never asserted)."""
 
 import contextlib
 import io
@@ -9,7 +9,9 @@ import pytest
 import torch
 from conftest import write_brats_case
 
-from mmdis.bench import Row, _row, count_windows, format_table, run_benchmarks
+from benchmarks.evaluation import count_windows
+from benchmarks.run import run_benchmarks
+from benchmarks.table import Row, format_table, make_row
 from mmdis.data.cache import prepare
 
 #: The start of every row's quantity, in the order printed, for the quick configuration below.
@@ -115,13 +117,13 @@ def test_printed_table(quick):
 
 
 def test_row_verdicts():
-    assert _row("a", 0.3, "x", at_most=0.35).verdict == "meets"
-    assert _row("a", 0.4, "x", at_most=0.35).verdict == "misses"
-    assert _row("a", 5.0, "x", at_least=5).verdict == "meets"
-    assert _row("a", None, "GiB", at_most=12, missing="n/a on CPU") == Row("a", None, "GiB", "<= 12", "n/a",
-                                                                            "n/a on CPU")
-    assert _row("a", 1234.5, "s").text == "1234" and _row("a", 0.01234, "s").text == "0.0123"
-    assert format_table([_row("a", 1.0, "s")]).splitlines()[2].split() == ["a", "1", "s", "-", "n/a"]
+    assert make_row("a", 0.3, "x", at_most=0.35).verdict == "meets"
+    assert make_row("a", 0.4, "x", at_most=0.35).verdict == "misses"
+    assert make_row("a", 5.0, "x", at_least=5).verdict == "meets"
+    assert make_row("a", None, "GiB", at_most=12, missing="n/a on CPU") == Row("a", None, "GiB", "<= 12",
+                                                                                "n/a", "n/a on CPU")
+    assert make_row("a", 1234.5, "s").text == "1234" and make_row("a", 0.01234, "s").text == "0.0123"
+    assert format_table([make_row("a", 1.0, "s")]).splitlines()[2].split() == ["a", "1", "s", "-", "n/a"]
 
 
 @pytest.mark.parametrize(("size", "roi", "windows"), [(16, 16, 1), (24, 16, 2), (80, 80, 1), (240, 80, 5),
@@ -151,7 +153,7 @@ def test_rejects_bad_arguments():
 def test_native_grid_rows_on_a_case_with_two_modalities(tmp_path):
     from conftest import write_authors_case
 
-    from mmdis.bench import bench_native
+    from benchmarks.native import bench_native
 
     write_authors_case(tmp_path, modalities=("flair", "t1ce"))
     rows = bench_native(tmp_path, patch=16, channels=2, dev=torch.device("cpu"))
