@@ -11,13 +11,13 @@ half-executed page behind.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from mmdis.profiles import get_profile
+from mmdis.runtime.files import atomic_path
 
 #: Where the executed copies go, relative to the repository root (``_toc.yml`` points there).
 EXECUTED_DIR = Path("book") / "notebooks"
@@ -78,14 +78,10 @@ def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: 
     done = []
     for path in tqdm(sources, desc=f"notebooks ({profile})", unit="nb", disable=not progress):
         out = dst / path.name
-        tmp = out.with_name(f".{out.stem}.tmp.ipynb")
         tick = time.perf_counter()
-        try:
+        with atomic_path(out, suffix=".ipynb") as tmp:
             papermill.execute_notebook(str(path), str(tmp), parameters=params, cwd=str(path.parent),
                                        progress_bar=False, execution_timeout=timeout, kernel_name="python3")
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
         done.append({"name": path.name, "output": str(out), "seconds": round(time.perf_counter() - tick, 1)})
     return done
 

@@ -21,206 +21,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from mmdis import commands
 from mmdis.conventions import MODALITIES
-
-
-def _cmd_phantom(args) -> None:
-    from mmdis.data.phantom import PhantomConfig, write_phantom
-
-    config = PhantomConfig(cases=args.cases, seed=args.seed, spacing=args.spacing)
-    paths = write_phantom(args.out_dir, config, progress=not args.quiet, overwrite=args.overwrite)
-    print(f"{len(paths)} phantom cases in {args.out_dir}")
-    if args.preview:
-        _write_preview(Path(args.out_dir), None, Path(args.preview))
-
-
-def _write_preview(data_dir: Path, case_id: str | None, out: Path) -> None:
-    from mmdis.data.layouts import discover_cases, read_case
-    from mmdis.viz import plot_case, save_figure
-
-    cases = discover_cases(data_dir)
-    if case_id is not None:
-        cases = [c for c in cases if c.case_id == case_id]
-        if not cases:
-            raise ValueError(f"--case {case_id!r} is not a case of {data_dir}")
-    raw = read_case(cases[0], allow_missing=True)
-    fig = plot_case(raw.images, raw.label, title=f"{raw.case_id} ({raw.layout})")
-    save_figure(fig, out)
-    print(f"preview of {raw.case_id} written to {out}")
-
-
-def _cmd_preview(args) -> None:
-    _write_preview(Path(args.data_dir), args.case, Path(args.output))
-
-
-def _cmd_prepare(args) -> None:
-    from mmdis.data.cache import PrepareConfig, prepare
-
-    config = PrepareConfig(
-        spacing=args.spacing,
-        margin=args.margin,
-        allow_missing=args.allow_missing,
-        seed=args.seed,
-        fractions=tuple(args.split),
-        layout=args.layout,
-    )
-    if not args.paths[:-1]:
-        raise ValueError("give DATA_DIR [DATA_DIR ...] CACHE_DIR")
-    data_dirs, cache_dir = args.paths[:-1], args.paths[-1]
-    manifest = prepare(data_dirs if len(data_dirs) > 1 else data_dirs[0], cache_dir, config,
-                       progress=not args.quiet)
-    layouts = manifest["layout"] if isinstance(manifest["layout"], str) else "+".join(manifest["layout"])
-    print(f"{len(manifest['cases'])} cases ({layouts}) cached in {cache_dir}")
-    for entry in manifest["cases"]:
-        missing = [m for m, a in zip(MODALITIES, entry["available"]) if not a]
-        if missing:
-            print(f"  {entry['case_id']}: has {'+'.join(entry['modalities'])}; lacks {'+'.join(missing)}")
-
-
-def _cmd_fetch_msd(args) -> None:
-    from mmdis.data.fetch import fetch_msd_task01
-
-    root = fetch_msd_task01(args.dest, **({"url": args.url} if args.url else {}))
-    print(f"MSD Task01 at {root}")
-
-
-def _use_benchmarks(command: str) -> None:
-    """Put the checkout holding ``benchmarks/`` (never installed) on the path; ImportError without one."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "benchmarks" / "__init__.py").is_file():
-        raise ImportError(f"'mmdis {command}' needs a source checkout of mmdis: {root / 'benchmarks'} "
-                          "does not exist (it is not part of the installed package)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-
-
-def _cmd_summary(args) -> None:
-    _use_benchmarks("summary")
-    from benchmarks.flops import format_summary, summarize
-
-    rows = summarize(size=args.size, base_channels=args.channels, batch=args.batch, device=args.device)
-    print(format_summary(rows))
-
-
-def _cmd_bench(args) -> None:
-    _use_benchmarks("bench")
-    from benchmarks.run import run_benchmarks
-
-    run_benchmarks(patch=args.patch, cache_dir=args.cache, seconds=args.seconds, channels=args.channels,
-                   profile=None if args.profile == "none" else args.profile, eval_size=args.eval_size,
-                   device=args.device, threads=args.threads, native=args.native)
-
-
-def _overrides(pairs: list[str]) -> dict:
-    """``--set epochs=4 --set optim.lr=1e-3`` -> ``{"epochs": 4, "optim": {"lr": 0.001}}`` (JSON values)."""
-    import json
-
-    out: dict = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        head, _, tail = key.partition(".")
-        if tail:
-            out.setdefault(head, {})[tail] = value
-        else:
-            out[head] = value
-    return out
-
-
-def _data_cache(data: list[str], cache: str | None, run_dir: Path, spacing, quiet: bool) -> Path:
-    from mmdis.pipeline import ensure_cache, is_cache
-
-    if len(data) == 1 and is_cache(data[0]):
-        return Path(data[0])
-    tag = "native" if spacing is None else f"{spacing:g}mm"
-    name = "+".join(Path(d).resolve().name for d in data)
-    default = run_dir.parent / "cache" / f"{name}-{tag}"
-    return ensure_cache(data if len(data) > 1 else data[0], cache or default, spacing, progress=not quiet)
-
-
-def _cmd_train(args) -> None:
-    from mmdis.pipeline import train_run
-    from mmdis.profiles import get_profile
-    from mmdis.training.config import make_config
-
-    overrides = _overrides(args.set)
-    for name in ("seed", "device", "amp"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    config = make_config(args.profile, args.method, **overrides)
-    run_dir = Path(args.run_dir)
-    if (run_dir / "last.pt").exists() and not args.resume:
-        raise ValueError(f"--run-dir {run_dir} already holds a checkpoint; add --resume or choose another")
-    spacing = get_profile(args.profile).spacing if args.spacing is None else (args.spacing or None)
-    cache = _data_cache(args.data, args.cache, run_dir, spacing, args.quiet)
-    result = train_run(config, cache, run_dir, progress=not args.quiet)
-    if result.get("skipped"):
-        print(f"{run_dir} has finished all {config.epochs} epochs; nothing to do")
-    else:
-        val = result.get("val_dice_wt")
-        print(f"trained {config.method} for {result['step']} steps in {result['elapsed']:.0f} s"
-              + (f", val WT Dice {val:.4f}" if val is not None else "")
-              + f"; checkpoint {result['checkpoint']}")
-
-
-def _cmd_evaluate(args) -> None:
-    from mmdis.evaluation.evaluate import EvalConfig, evaluate
-    from mmdis.evaluation.figures import write_figures
-    from mmdis.pipeline import is_cache
-
-    for run in args.run_dirs:
-        if not (Path(run) / "config.json").is_file():
-            raise FileNotFoundError(f"{run} is not a training run: it has no config.json")
-    if not is_cache(args.data):
-        import json
-
-        data = json.loads((Path(args.run_dirs[0]) / "data.json").read_text())
-        raise ValueError(f"--data {args.data} is not a prepared cache (the first run was trained on "
-                         f"{data.get('cache')})")
-    config = EvalConfig(split=args.split, device=args.device, overlap=args.overlap,
-                        roi_size=tuple(args.roi) if args.roi else None)
-    summary = evaluate(args.run_dirs, args.data, args.out, config, progress=not args.quiet)
-    write_figures(args.out, args.run_dirs)
-    print(f"results of {', '.join(summary['methods'])} in {args.out}")
-    for column, value in summary["average_dice"].items():
-        print(f"  {column:>24}: {value:6.2f} % Dice (15-subset average)")
-
-
-def _cmd_predict(args) -> None:
-    from mmdis.evaluation.predict import predict_case
-
-    inputs = {m: getattr(args, m) for m in MODALITIES if getattr(args, m)}
-    result = predict_case(args.model, inputs, args.output, convention=args.convention, mask=args.mask,
-                          zscored=args.zscored, device=args.device, progress=not args.quiet)
-    print(f"segmentation from {'+'.join(result['modalities'])} written to {result['output']} "
-          f"(voxels per label: {result['voxels']})")
-
-
-def _cmd_reproduce(args) -> None:
-    from mmdis.pipeline import reproduce
-
-    summary = reproduce(args.profile, work_dir=args.work, results_dir=args.results, data=args.data,
-                        methods=args.methods, device=args.device, seed=args.seed,
-                        overrides=_overrides(args.set), progress=not args.quiet)
-    print(f"results in {args.results}:")
-    for column, value in summary["average_dice"].items():
-        print(f"  {column:>24}: {value:6.2f} % Dice (15-subset average)")
-
-
-def _cmd_notebooks(args) -> None:
-    from mmdis.book import execute_notebooks
-
-    done = execute_notebooks(args.profile, src=args.src, dst=args.dst, only=args.only, device=args.device,
-                             seed=args.seed, progress=not args.quiet)
-    for item in done:
-        print(f"  {item['name']}: {item['seconds']:.0f} s -> {item['output']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spacing", type=float, default=2.0, help="voxel size in mm (1 = the paper's grid)")
     s.add_argument("--preview", help="also save a figure of the first case to this PNG")
     s.add_argument("--overwrite", action="store_true")
-    s.set_defaults(func=_cmd_phantom)
+    s.set_defaults(func=commands.cmd_phantom)
 
     s = sub.add_parser("prepare", help="preprocess dataset folder(s) into a cache with a manifest and split")
     s.add_argument("paths", nargs="+", metavar="DATA_DIR... CACHE_DIR",
@@ -251,25 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-missing", action="store_true", help="accept cases lacking a modality")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--split", type=float, nargs=3, default=[0.7, 0.1, 0.2], metavar=("TRAIN", "VAL", "TEST"))
-    s.set_defaults(func=_cmd_prepare)
+    s.set_defaults(func=commands.cmd_prepare)
 
     s = sub.add_parser("preview", help="figure of one case: four modalities and the label overlay")
     s.add_argument("data_dir")
     s.add_argument("--case")
     s.add_argument("-o", "--output", required=True)
-    s.set_defaults(func=_cmd_preview)
+    s.set_defaults(func=commands.cmd_preview)
 
     s = sub.add_parser("fetch-msd", help="download and unpack MSD Task01 BrainTumour (needs internet)")
     s.add_argument("dest")
     s.add_argument("--url")
-    s.set_defaults(func=_cmd_fetch_msd)
+    s.set_defaults(func=commands.cmd_fetch_msd)
 
     s = sub.add_parser("summary", help="parameters and FLOPs of every model variant")
     s.add_argument("--size", type=int, default=80)
     s.add_argument("--channels", type=int, default=16)
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--device", default="meta", help="'meta' counts FLOPs without computing")
-    s.set_defaults(func=_cmd_summary)
+    s.set_defaults(func=commands.cmd_summary)
 
     s = sub.add_parser("bench", help="print a table of step time, memory, FLOP/s, evaluation cost and "
                        "loader throughput against their targets")
@@ -284,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, help="torch threads (1 is steadier on a shared machine)")
     s.add_argument("--native", metavar="DATA_DIR",
                    help="also segment this dataset's first case on its own grid (time, peak memory)")
-    s.set_defaults(func=_cmd_bench)
+    s.set_defaults(func=commands.cmd_bench)
 
     profiles, methods = list(PROFILES), list(VARIANTS)
     s = sub.add_parser("train", help="train one method (resumable; torchrun for several GPUs)")
@@ -302,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--amp")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field, e.g. --set epochs=4 --set optim.lr=1e-3")
-    s.set_defaults(func=_cmd_train)
+    s.set_defaults(func=commands.cmd_train)
 
     s = sub.add_parser("evaluate", help="15-subset evaluation of trained runs into result tables")
     s.add_argument("run_dirs", nargs="+")
@@ -312,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--overlap", type=float)
     s.add_argument("--roi", type=int, nargs=3, metavar=("D", "H", "W"))
-    s.set_defaults(func=_cmd_evaluate)
+    s.set_defaults(func=commands.cmd_evaluate)
 
     s = sub.add_parser("predict", help="segment one patient from any non-empty subset of modality files")
     s.add_argument("--model", required=True, help="a training run directory")
@@ -323,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mask", help="brain mask NIfTI (default: non-zero voxels of the inputs)")
     s.add_argument("--zscored", action="store_true", help="inputs are already z-scored in the mask")
     s.add_argument("--device", default="auto")
-    s.set_defaults(func=_cmd_predict)
+    s.set_defaults(func=commands.cmd_predict)
 
     s = sub.add_parser("reproduce", help="data, every method's training, evaluation, tables and figures")
     s.add_argument("--profile", choices=profiles, default="cpu")
@@ -334,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
-    s.set_defaults(func=_cmd_reproduce)
+    s.set_defaults(func=commands.cmd_reproduce)
 
     s = sub.add_parser("notebooks", help="execute the tutorial notebooks with papermill for the book")
     s.add_argument("--profile", choices=profiles, default="cpu")
@@ -343,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", nargs="+", metavar="NN", help="only notebooks starting with these prefixes")
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(func=_cmd_notebooks)
+    s.set_defaults(func=commands.cmd_notebooks)
     return p
 
 

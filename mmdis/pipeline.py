@@ -159,7 +159,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress):
     from mmdis.evaluation.evaluate import EvalConfig, evaluate
-    from mmdis.evaluation.figures import write_figures
+    from mmdis.evaluation.report import write_figures
 
     spacing = get_profile(profile).spacing
     if data is None:

@@ -14,7 +14,7 @@ from mmdis.conventions import SUBSETS, subset_name
 from mmdis.data.cache import Cache, PrepareConfig, prepare
 from mmdis.data.phantom import PhantomConfig, write_phantom
 from mmdis.evaluation.evaluate import EvalConfig, evaluate_run, load_run
-from mmdis.evaluation.report import read_results
+from mmdis.evaluation.tidy import read_results
 from mmdis.pipeline import reproduce
 
 FAST = ["--set", "epochs=1", "--set", "iters_per_epoch=2"]

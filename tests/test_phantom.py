@@ -13,7 +13,8 @@ from mmdis.conventions import CORE, EDEMA, ENHANCING, MODALITIES, region_masks, 
 from mmdis.data import phantom as ph
 from mmdis.data import phantom_anatomy as pa
 from mmdis.data.phantom import PhantomConfig, make_case, write_phantom
-from mmdis.viz import best_slice, plot_case, save_figure
+from mmdis.plotting.base import best_slice, save_figure
+from mmdis.plotting.cases import plot_case
 
 FAST = PhantomConfig(cases=3, seed=0, spacing=4.0)
 

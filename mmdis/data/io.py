@@ -7,7 +7,6 @@ case and the file, so that a failure deep inside a 300-case conversion says exac
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,8 +188,6 @@ def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype=Non
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    with atomic_path(path, suffix=suffix) as tmp:
-        tmp_named = tmp.with_name(tmp.name[: -len(".tmp")])  # nibabel infers format from suffix
-        nib.save(img, str(tmp_named))
-        os.replace(tmp_named, tmp)
+    with atomic_path(path, suffix=suffix) as tmp:  # the temporary ends in the suffix nibabel reads
+        nib.save(img, str(tmp))
     return path

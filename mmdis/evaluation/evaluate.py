@@ -25,17 +25,9 @@ from tqdm.auto import tqdm
 
 from mmdis.conventions import MODALITIES, MODALITY_NAMES, subset_name
 from mmdis.data.cache import Cache
-from mmdis.evaluation.report import (
-    ABLATION_METHODS,
-    RESULT_COLUMNS,
-    ablation_summary,
-    metric_rows,
-    read_results,
-    table2,
-    wilcoxon_tests,
-    write_results,
-    write_table2,
-)
+from mmdis.evaluation.stats import wilcoxon_tests
+from mmdis.evaluation.tables import ABLATION_METHODS, ablation_summary, table2, write_table2
+from mmdis.evaluation.tidy import RESULT_COLUMNS, metric_rows, read_results, write_results
 from mmdis.inference import feasible_subsets, predict_subsets
 from mmdis.metrics import reconstruction_metrics, segmentation_metrics
 from mmdis.models.config import ModelConfig
@@ -117,7 +109,7 @@ def _cache_key(run_meta: dict, cache: Cache, settings: dict) -> str:
 
 def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig | None = None,
                  method: str | None = None, progress: bool = True) -> pd.DataFrame:
-    """Tidy metric rows (:data:`~mmdis.evaluation.report.RESULT_COLUMNS`) of one run on one split.
+    """Tidy metric rows (:data:`~mmdis.evaluation.tidy.RESULT_COLUMNS`) of one run on one split.
 
     Args:
         run_dir: a training run (``config.json``, ``last.pt``).

@@ -33,7 +33,7 @@ def run_spacing(run_dir: str | Path) -> float | None:
     return json.loads(path.read_text()).get("preprocessing", {}).get("spacing")
 
 
-def predict_case(
+def predict_files(
     run_dir: str | Path,
     inputs: Mapping[str, str | Path],
     output: str | Path,

@@ -28,12 +28,12 @@ def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
 
     Args:
         final: the path the result must have.
-        suffix: appended to the temporary name before ``.tmp`` (e.g. ``.nii.gz`` for a writer that infers
-            the format from the name).
+        suffix: the end of the temporary's name, after ``.tmp`` (e.g. ``.nii.gz`` or ``.ipynb`` for a
+            writer that infers the format from the name): ``.<name>.<random>.tmp<suffix>``.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()

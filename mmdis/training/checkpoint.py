@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmdis.data.io import atomic_path
+from mmdis.runtime.files import atomic_path
 
 CHECKPOINT_VERSION = 1
 

@@ -5,19 +5,34 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from mmdis import results as R  # noqa: E402
-from mmdis.conventions import MODALITIES, MODALITY_NAMES, REGIONS, SUBSETS, subset_dots, subset_name  # noqa: E402
-from mmdis.evaluation.report import AVERAGE, RESULT_COLUMNS, table2  # noqa: E402
-from mmdis.inference import SubsetPrediction  # noqa: E402
+from mmdis.conventions import MODALITIES, MODALITY_NAMES, REGIONS, SUBSETS, subset_dots, subset_name
+from mmdis.evaluation.claims import (
+    ablation_verdicts,
+    claim_verdicts,
+    flat_image_floor,
+    recon_verdicts,
+    summarize_verdicts,
+    verdict,
+)
+from mmdis.evaluation.paper import (
+    PAPER_AVERAGES,
+    PAPER_COLUMNS,
+    PAPER_TABLE2,
+    compare_with_paper,
+    paper_results,
+    paper_table2,
+)
+from mmdis.evaluation.tables import AVERAGE, margin_by_subset_size, recon_summary, table2
+from mmdis.evaluation.tidy import RESULT_COLUMNS
+from mmdis.inference import SubsetPrediction
+from mmdis.inspection.predictions import predict_cached_case
+from mmdis.plotting.predictions import plot_overlays, plot_reconstruction_grid
+from mmdis.plotting.scores import plot_recon_heatmap
 
 NAMES = [subset_name(s) for s in SUBSETS]
 
@@ -35,42 +50,42 @@ def _tidy(base: dict[str, float], per_missing: dict[str, float] | None = None, c
 
 
 def test_paper_table_rows_follow_table2_order():
-    assert [dots for dots, _ in R.PAPER_TABLE2] == [subset_dots(s) for s in SUBSETS]
-    assert all(len(v) == len(R.PAPER_COLUMNS) == 9 for _, v in R.PAPER_TABLE2)
+    assert [dots for dots, _ in PAPER_TABLE2] == [subset_dots(s) for s in SUBSETS]
+    assert all(len(v) == len(PAPER_COLUMNS) == 9 for _, v in PAPER_TABLE2)
 
 
 @pytest.mark.parametrize("method", ["robustseg", "hemis", "imputation"])
 def test_paper_averages_match_the_published_average_row(method):
-    avg = R.paper_table2().loc[AVERAGE]
+    avg = paper_table2().loc[AVERAGE]
     for region in REGIONS:
-        assert abs(avg[f"{method} {region}"] - R.PAPER_AVERAGES[method][region]) <= 0.005 + 1e-9
+        assert abs(avg[f"{method} {region}"] - PAPER_AVERAGES[method][region]) <= 0.005 + 1e-9
 
 
 def test_paper_table2_has_the_shape_of_ours():
     ours = table2(_tidy({"robustseg": 0.8, "hemis": 0.7, "imputation": 0.6}))
-    paper = R.paper_table2()
+    paper = paper_table2()
     assert list(paper.index) == list(ours.index) and list(paper.columns) == list(ours.columns)
     assert paper.loc["T2", "hemis WT"] == pytest.approx(58.48)
 
 
 def test_paper_numbers_support_the_papers_claims():
-    v = R.claim_verdicts(R.paper_results())
+    v = claim_verdicts(paper_results())
     assert len(v) == 3 * 5 + 2 and (v["verdict"] == "supported").all()
     assert v["evidence"].iloc[0] == "84.4 vs 68.2 (Δ +16.2; Wilcoxon p = 6.1e-05, n = 15)"
 
 
 def test_verdict_thresholds():
-    assert R.verdict(2.0) == "supported" and R.verdict(-2.0) == "not supported"
-    assert R.verdict(0.5) == "inconclusive" and R.verdict(float("nan")) == "inconclusive"
-    assert R.verdict(2.0, p_value=0.2) == "inconclusive"
-    assert R.verdict(2.0, p_value=float("nan")) == "inconclusive"
-    assert R.verdict(-5.0, p_value=0.01) == "not supported"
-    assert R.verdict(0.5, tol=0.1) == "supported"
+    assert verdict(2.0) == "supported" and verdict(-2.0) == "not supported"
+    assert verdict(0.5) == "inconclusive" and verdict(float("nan")) == "inconclusive"
+    assert verdict(2.0, p_value=0.2) == "inconclusive"
+    assert verdict(2.0, p_value=float("nan")) == "inconclusive"
+    assert verdict(-5.0, p_value=0.01) == "not supported"
+    assert verdict(0.5, tol=0.1) == "supported"
 
 
 def test_compare_with_paper_sets_margins_side_by_side():
     ours = table2(_tidy({"robustseg": 0.8, "hemis": 0.7, "imputation": 0.5}))
-    both = R.compare_with_paper(ours, R.paper_table2())
+    both = compare_with_paper(ours, paper_table2())
     assert both.loc[AVERAGE, "ET vs imputation (ours)"] == pytest.approx(30.0)
     assert both.loc[AVERAGE, "ET vs imputation (paper)"] == pytest.approx(57.33 - 41.93, abs=0.01)
     assert len(both.columns) == 4 + 2 * 3 * 2
@@ -81,28 +96,28 @@ def test_compare_with_paper_sets_margins_side_by_side():
 
 def test_margin_by_subset_size_is_linear_in_missing_modalities():
     df = _tidy({"robustseg": 0.9, "hemis": 0.9}, per_missing={"robustseg": 0.02, "hemis": 0.10})
-    m = R.margin_by_subset_size(df, baselines=("hemis",))
+    m = margin_by_subset_size(df, baselines=("hemis",))
     assert len(m) == 4 * 3
     for k in (1, 2, 3, 4):
         assert np.allclose(m.loc[m["modalities"] == k, "margin"], 8.0 * (4 - k))
 
 
 def test_claim_verdicts_on_a_losing_and_a_tied_reference():
-    losing = R.claim_verdicts(_tidy({"robustseg": 0.5, "hemis": 0.7, "imputation": 0.72}, noise=0.01))
+    losing = claim_verdicts(_tidy({"robustseg": 0.5, "hemis": 0.7, "imputation": 0.72}, noise=0.01))
     average = losing[losing["claim"].str.contains("15-subset average")]
     assert (average["verdict"] == "not supported").all()
     assert (losing[losing["claim"].str.contains("every subset")]["verdict"] == "not supported").all()
-    tied = R.claim_verdicts(_tidy({"robustseg": 0.6, "hemis": 0.6, "imputation": 0.6}))
+    tied = claim_verdicts(_tidy({"robustseg": 0.6, "hemis": 0.6, "imputation": 0.6}))
     assert (tied["verdict"] == "inconclusive").all()
     assert set(tied.columns) == {"claim", "region", "evidence", "verdict"}
 
 
 def test_ablation_verdicts_count_strict_wins():
     df = _tidy({"ablation-mean": 0.5, "ablation-mean-dis": 0.6, "robustseg": 0.7}, noise=0.01)
-    v = R.ablation_verdicts(df)
+    v = ablation_verdicts(df)
     assert len(v) == 9 and (v["verdict"] == "supported").all()
     assert v["evidence"].str.contains("best in 15 of 15").sum() == 3
-    tied = R.ablation_verdicts(_tidy({"ablation-mean": 0.0, "ablation-mean-dis": 0.0, "robustseg": 0.0}))
+    tied = ablation_verdicts(_tidy({"ablation-mean": 0.0, "ablation-mean-dis": 0.0, "robustseg": 0.0}))
     assert (tied["verdict"] == "not supported").sum() == 3  # ties are no wins
     assert (tied["verdict"] == "inconclusive").sum() == 6
 
@@ -120,7 +135,7 @@ def _recon_rows():
 
 
 def test_recon_summary_orders_and_flags_inputs():
-    s = R.recon_summary(_recon_rows())
+    s = recon_summary(_recon_rows())
     assert len(s) == 15 * 4
     assert list(s["subset"].iloc[::4]) == NAMES
     assert list(s["modality"].iloc[:4]) == ["FLAIR", "T1", "T1c", "T2"]
@@ -128,12 +143,12 @@ def test_recon_summary_orders_and_flags_inputs():
     assert s.loc[s["subset"] == "T1+T2", "modalities"].eq(2).all()
     floor = pd.DataFrame({"modality": ["FLAIR", "T1", "T1c", "T2"], "psnr": [19.0, 20.4, 21.5, 25.0],
                           "ssim": 0.0})
-    v = R.recon_verdicts(s, floor, tol=0.5)
+    v = recon_verdicts(s, floor, tol=0.5)
     assert list(v["verdict"]) == ["supported", "inconclusive", "not supported", "not supported"]
     assert "20.5 dB without it, 25.5 dB with it" in v["evidence"].iloc[0]
     with pytest.raises(ValueError, match="psnr"):
-        R.recon_summary(_recon_rows(), method="hemis")
-    assert R.plot_recon_heatmap(s).axes
+        recon_summary(_recon_rows(), method="hemis")
+    assert plot_recon_heatmap(s).axes
 
 
 def _case(shape=(16, 16, 16)):
@@ -151,28 +166,28 @@ def test_overlay_and_reconstruction_figures():
     subsets = [SUBSETS[-1], SUBSETS[2]]
     pred = SubsetPrediction(subsets=subsets, labels=np.stack([case.label, np.zeros_like(case.label)]),
                             recon=np.stack([case.image, case.image * 0.5]))
-    fig = R.plot_overlays(case, {"robustseg": pred, "hemis": pred})
+    fig = plot_overlays(case, {"robustseg": pred, "hemis": pred})
     assert len(fig.axes) == 2 * 3
-    grid = R.plot_reconstruction_grid(case, pred, ("flair", "t2"))
+    grid = plot_reconstruction_grid(case, pred, ("flair", "t2"))
     assert len(grid.axes) == 3 * 2
     assert "no FLAIR" in grid.axes[4].get_title()  # T1 alone lacks FLAIR
     with pytest.raises(ValueError, match="reconstructions"):
-        R.plot_reconstruction_grid(case, SubsetPrediction(subsets, pred.labels))
+        plot_reconstruction_grid(case, SubsetPrediction(subsets, pred.labels))
 
 
-def test_predict_case_with_a_tiny_model():
+def test_predict_cached_case_with_a_tiny_model():
     from mmdis.models import build_model
 
     torch.manual_seed(0)
     model = build_model("robustseg", base_channels=4, appearance_channels=4)
     case = _case()
     case.mask[:2] = False
-    pred = R.predict_case(model, case, ["T1", "FLAIR+T1+T1c+T2"], with_recon=True, roi_size=16)
+    pred = predict_cached_case(model, case, ["T1", "FLAIR+T1+T1c+T2"], with_recon=True, roi_size=16)
     assert pred.labels.shape == (2, 16, 16, 16) and pred.recon.shape == (2, 4, 16, 16, 16)
     assert not pred.labels[:, :2].any()
     assert pred.names() == ["T1", "FLAIR+T1+T1c+T2"]
     with pytest.raises(ValueError, match="unknown subsets"):
-        R.predict_case(model, case, ["T1+FLAIR"])
+        predict_cached_case(model, case, ["T1+FLAIR"])
 
 
 def test_flat_image_floor_scores_a_zero_image(make_dataset, tmp_path):
@@ -181,7 +196,7 @@ def test_flat_image_floor_scores_a_zero_image(make_dataset, tmp_path):
 
     prepare(make_dataset("brats2021", n=3), tmp_path / "cache", PrepareConfig(fractions=(0, 0, 1)),
             progress=False)
-    floor = R.flat_image_floor(tmp_path / "cache")
+    floor = flat_image_floor(tmp_path / "cache")
     assert list(floor["modality"]) == ["FLAIR", "T1", "T1c", "T2"]
     cache = Cache.open(tmp_path / "cache")
     cases = [cache.load(c) for c in cache.case_ids("test")]
@@ -191,4 +206,4 @@ def test_flat_image_floor_scores_a_zero_image(make_dataset, tmp_path):
 
 def test_summarize_verdicts_counts():
     v = pd.DataFrame({"verdict": ["supported", "inconclusive", "supported"]})
-    assert R.summarize_verdicts(v) == "Of 3 checks, 2 supported, 0 not supported and 1 inconclusive."
+    assert summarize_verdicts(v) == "Of 3 checks, 2 supported, 0 not supported and 1 inconclusive."
