@@ -55,7 +55,8 @@ def test_profiles_resolve_for_every_method():
             assert config.model_config().name == method
     paper = make_config("paper")
     assert paper.patch_size == (80, 80, 80) and paper.base_channels == 16 and paper.batch_size == 1
-    assert paper.optim == OptimConfig(lr=1e-4, poly_power=0.9)
+    assert paper.optim == OptimConfig(lr=1e-4, weight_decay=1e-4, poly_power=0.9)  # decay: authors' code
+    assert paper.model_config().leaky_slope == 0.2  # the authors' code; the paper is silent
     assert (paper.epochs, paper.iters_per_epoch) == (300, 300)
 
 

@@ -30,7 +30,8 @@ class OptimConfig:
 
     Attributes:
         lr: :math:`\eta_0`, the initial learning rate (paper: 1e-4).
-        weight_decay: Adam's L2 weight decay (paper: none).
+        weight_decay: Adam's (coupled) L2 weight decay; the paper is silent, the authors' code uses 1e-4,
+            which the ``paper`` profile takes.
         poly_power: :math:`p` (paper: 0.9).
     """
 
