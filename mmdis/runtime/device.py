@@ -133,11 +133,6 @@ def resolve_amp(amp: str, device: torch.device, bottom_depth: int | None = None)
     return dtype, scaler
 
 
-def autocast_dtype(amp: str, device: torch.device, bottom_depth: int | None = None) -> torch.dtype | None:
-    """The autocast dtype of :func:`resolve_amp` alone."""
-    return resolve_amp(amp, device, bottom_depth)[0]
-
-
 def cpu_bf16_warning(device: torch.device, dtype: torch.dtype | None,
                      patch_size: tuple[int, int, int], size_multiple: int = 8) -> str | None:
     """The warning for bf16 autocast on the CPU with a patch ``2 x size_multiple`` = 16 voxels deep,
