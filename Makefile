@@ -8,9 +8,12 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DATA ?= data
 PROFILE ?= cpu
+# Where the networks come from: auto (the book models shipped in mmdis/book_models/<profile> when the
+# profile has them, else trained), shipped, or retrain.
+MODELS ?= auto
 export MPLBACKEND := Agg
 
-.PHONY: book test lint env reproduce notebooks html check-book browser clean
+.PHONY: book test lint env results reproduce book-models notebooks html check-book browser clean
 
 env: $(VENV)/.installed
 
@@ -20,21 +23,32 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -e ".[test,book,mha]"
 	touch $@
 
-## The main job: build the book from the embedded default data (no download). Every step reuses
-## finished work, so a second run only rebuilds the HTML.
+## The main job: build the book from the embedded default data (no download) and the shipped book
+## models (no training; MODELS=retrain trains them first). Every step reuses finished work, so a second
+## run only rebuilds the HTML.
 book: env
 	$(PY) -m mmdis.cli phantom $(DATA)/preview --cases 1 --spacing 2 --overwrite \
 		--preview book/images/phantom_preview.png
-	$(MAKE) reproduce notebooks html PROFILE=$(PROFILE)
+	$(MAKE) results notebooks html PROFILE=$(PROFILE) MODELS=$(MODELS)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
-## Train and evaluate every method (phantom -> runs -> results/$(PROFILE)).
+## Evaluate every method (phantom -> models -> results/$(PROFILE)); the models as MODELS says.
+results: env
+	$(PY) -m mmdis.cli reproduce --profile $(PROFILE) --models $(MODELS) --work work/$(PROFILE) \
+		--results results/$(PROFILE)
+
+## Retrain every method from scratch with the recorded command, then evaluate.
 reproduce: env
-	$(PY) -m mmdis.cli reproduce --profile $(PROFILE) --work work/$(PROFILE) --results results/$(PROFILE)
+	$(PY) -m mmdis.cli reproduce --profile $(PROFILE) --models retrain --work work/$(PROFILE) \
+		--results results/$(PROFILE)
+
+## Maintainers: retrain, then export the runs as the shipped book models with the training-budget study.
+book-models: reproduce
+	$(PY) data_scripts/export_book_models.py --profile $(PROFILE) --work work/$(PROFILE)
 
 ## Execute the notebooks with papermill into book/notebooks (they reuse the reproduction).
 notebooks: env
-	$(PY) -m mmdis.cli notebooks --profile $(PROFILE)
+	$(PY) -m mmdis.cli notebooks --profile $(PROFILE) --models $(MODELS)
 
 ## Render the executed notebooks and pages; warnings are errors.
 html: env

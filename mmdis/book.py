@@ -35,20 +35,22 @@ def notebook_sources(src: str | Path = "notebooks") -> list[Path]:
     return paths
 
 
-def profile_parameters(profile: str, root: str | Path = ".", device: str = "auto", seed: int = 0) -> dict:
+def profile_parameters(profile: str, root: str | Path = ".", device: str = "auto", seed: int = 0,
+                       models: str = "auto") -> dict:
     """The papermill parameters of a profile: one work and one results folder per profile, as absolute
-    paths so that they do not depend on the folder the kernel runs in, plus the profile's own
+    paths so that they do not depend on the folder the kernel runs in, where the models come from
+    (``models``, see :mod:`mmdis.pipeline`), plus the profile's own
     :attr:`~mmdis.profiles.Profile.notebook` parameters."""
     root = Path(root).resolve()
     return {"profile": profile, "work_dir": str(root / "work" / profile),
             "results_dir": str(root / "results" / profile), "device": device, "seed": seed,
-            **get_profile(profile).notebook}
+            "model_source": models, **get_profile(profile).notebook}
 
 
 def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: str | Path = EXECUTED_DIR,
                       only: list[str] | None = None, device: str = "auto", seed: int = 0,
                       root: str | Path = ".", timeout: int | None = None,
-                      progress: bool = True) -> list[dict]:
+                      progress: bool = True, models: str = "auto") -> list[dict]:
     """Run every notebook of ``src`` with papermill into ``dst``.
 
     Args:
@@ -60,6 +62,7 @@ def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: 
         root: the repository root (work and results folders go under it).
         timeout: per-cell timeout in seconds (``None``: none).
         progress: a progress bar over notebooks.
+        models: ``auto``, ``shipped`` or ``retrain``: where the notebooks' reproduction takes its networks.
 
     Returns:
         Per notebook: ``name``, ``output`` and ``seconds``.
@@ -69,7 +72,7 @@ def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: 
     """
     import papermill
 
-    params = profile_parameters(profile, root, device, seed)
+    params = profile_parameters(profile, root, device, seed, models)
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     sources = notebook_sources(src)

@@ -29,7 +29,7 @@ from mmdis.conventions import MODALITIES
 def build_parser() -> argparse.ArgumentParser:
     from mmdis.data.layouts import LAYOUTS
     from mmdis.models.config import VARIANTS
-    from mmdis.pipeline import METHODS
+    from mmdis.pipeline import METHODS, MODEL_SOURCES
     from mmdis.profiles import PROFILES
 
     p = argparse.ArgumentParser(prog="mmdis", description=__doc__.split("\n")[0])
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.add_argument("--models", choices=MODEL_SOURCES, default="auto",
+                   help="shipped: the book models installed with the package (no training); retrain: train "
+                        "them; auto: shipped where the profile has them and nothing is overridden")
     s.set_defaults(func=commands.cmd_reproduce)
 
     s = sub.add_parser("notebooks", help="execute the tutorial notebooks with papermill for the book")
@@ -146,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", nargs="+", metavar="NN", help="only notebooks starting with these prefixes")
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--models", choices=MODEL_SOURCES, default="auto",
+                   help="where the notebooks' reproduction takes its networks (see reproduce)")
     s.set_defaults(func=commands.cmd_notebooks)
     return p
 

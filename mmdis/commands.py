@@ -196,8 +196,8 @@ def cmd_reproduce(args) -> None:
 
     summary = reproduce(args.profile, work_dir=args.work, results_dir=args.results, data=args.data,
                         methods=args.methods, device=args.device, seed=args.seed,
-                        overrides=_overrides(args.set), progress=not args.quiet)
-    print(f"results in {args.results}:")
+                        overrides=_overrides(args.set), progress=not args.quiet, models=args.models)
+    print(f"results in {args.results} ({summary['models']} models):")
     for column, value in summary["average_dice"].items():
         print(f"  {column:>24}: {value:6.2f} % Dice (15-subset average)")
 
@@ -206,6 +206,6 @@ def cmd_notebooks(args) -> None:
     from mmdis.book import execute_notebooks
 
     done = execute_notebooks(args.profile, src=args.src, dst=args.dst, only=args.only, device=args.device,
-                             seed=args.seed, progress=not args.quiet)
+                             seed=args.seed, progress=not args.quiet, models=args.models)
     for item in done:
         print(f"  {item['name']}: {item['seconds']:.0f} s -> {item['output']}")

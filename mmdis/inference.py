@@ -6,7 +6,8 @@ encoders compute depends on which modalities are available (only fusion does, th
 and appearance encoders **once**, repeats the codes for the requested subsets
 in chunks and only fuses and decodes per subset. MONAI's
 :func:`~monai.inferers.sliding_window_inference` tiles the volume (the paper: 80\ :sup:`3` windows, 50 %
-overlap) and blends the windows' softmax probabilities (and reconstructions) with a Gaussian weight.
+overlap) and blends the windows' softmax probabilities (and reconstructions) with a Gaussian weight (``mode``;
+``constant`` averages them uniformly, as the authors' code).
 
 Shapes: ``image`` is ``(M, D, H, W)`` for one case; the result holds ``labels`` ``(S, D, H, W)`` and
 ``recon`` ``(S, M, D, H, W)`` for ``S`` subsets.

@@ -14,6 +14,9 @@ from torch import Tensor
 
 from mmdis.models.networks import ModelOutput
 
+#: Where the reconstruction L1 is averaged (:attr:`LossConfig.recon_region`).
+RECON_REGIONS = ("brain", "patch")
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -23,11 +26,14 @@ class LossConfig:
         lambda_rec: :math:`\\lambda`, weight of the reconstruction loss (paper: 0.1).
         beta_kl: :math:`\\beta`, weight of the KL loss (paper: 0.1).
         eps: :math:`\\varepsilon` in the Dice denominator (paper: 1e-7).
+        recon_region: where the L1 of Eq. (1) is averaged: ``brain`` (inside the brain mask; ours) or
+            ``patch`` (every voxel of the patch, background included; the authors' code).
     """
 
     lambda_rec: float = 0.1
     beta_kl: float = 0.1
     eps: float = 1e-7
+    recon_region: str = "brain"
 
     def __post_init__(self) -> None:
         for name in ("lambda_rec", "beta_kl"):
@@ -35,6 +41,9 @@ class LossConfig:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
         if self.eps <= 0:
             raise ValueError(f"eps must be positive, got {self.eps}")
+        if self.recon_region not in RECON_REGIONS:
+            raise ValueError(f"loss.recon_region must be one of {list(RECON_REGIONS)}, "
+                             f"got {self.recon_region!r}")
 
 
 def _only_present(values: Tensor, present: Tensor | None) -> Tensor:
@@ -195,7 +204,8 @@ def total_loss(
         y: integer labels ``(B, D, H, W)``.
         config: loss weights (default :class:`LossConfig`).
         present: ``(B, M)`` bool, modalities present in the data (``None``: all).
-        mask: optional brain mask for the reconstruction loss.
+        mask: brain mask ``(B, D, H, W)``; the reconstruction L1 is averaged inside it when
+            ``config.recon_region`` is ``brain`` (and over the whole patch when ``patch`` or ``None``).
 
     Returns:
         Scalars ``"total"``, ``"seg"``, ``"dice"``, ``"ce"``, ``"rec"``, ``"kl"``.
@@ -205,7 +215,8 @@ def total_loss(
         raise ValueError(f"y must have shape {(out.seg.shape[0], *out.seg.shape[2:])}, got {tuple(y.shape)}")
     seg, dice, ce = segmentation_loss(out.seg, y, config.eps)
     zero = out.seg.new_zeros(())
-    rec = zero if out.recon is None else reconstruction_loss(out.recon, x, present, mask)
+    rec_mask = mask if config.recon_region == "brain" else None
+    rec = zero if out.recon is None else reconstruction_loss(out.recon, x, present, rec_mask)
     kl = zero if out.kl is None else kl_loss(out.kl, present)
     total = seg + config.lambda_rec * rec + config.beta_kl * kl
     return {"total": total, "seg": seg, "dice": dice, "ce": ce, "rec": rec, "kl": kl}

@@ -7,11 +7,17 @@ subsets and writes the tables and figures. Every step reuses finished work: run 
 hash of their configuration and data, a finished run is skipped, an interrupted one resumes from its last
 checkpoint, and evaluation rows are cached per run.
 
+``models`` decides where the networks come from: ``retrain`` trains them (``make reproduce``),
+``shipped`` copies the book models installed with the package (:mod:`mmdis.training.export`, checked
+against their SHA-256 manifest) into ``WORK/shipped/<method>/`` and trains nothing, and ``auto`` (the
+default) takes the shipped ones when the profile has them for every method and nothing is overridden.
+
 Work folder layout::
 
     WORK/phantom/                      # generated data (unless --data)
     WORK/cache-<spacing>/              # prepared cache
     WORK/runs/<method>-<profile>-<key>/ # config.json, env.json, data.json, metrics.csv, last.pt
+    WORK/shipped/<method>/             # a shipped book model: config.json, model.safetensors, record.json
     RESULTS/                           # results.csv, table2_*.{csv,md}, wilcoxon.csv, figures/*.png
 """
 
@@ -31,6 +37,9 @@ from mmdis.profiles import get_profile
 from mmdis.runtime.configs import check_name
 from mmdis.runtime.files import save_json
 from mmdis.training.config import TrainConfig, make_config
+
+#: Where the networks of a reproduction come from (see the module docstring).
+MODEL_SOURCES = ("auto", "shipped", "retrain")
 
 #: Every method of the reproduction, in the order of the paper's comparisons.
 METHODS: tuple[str, ...] = ("robustseg", "ablation-mean", "ablation-mean-dis", "hemis", "imputation")
@@ -111,7 +120,7 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
               data: str | Path | Sequence[str | Path] | None = None, methods: Sequence[str] = METHODS,
               device: str = "auto",
               seed: int = 0, overrides: dict[str, Any] | None = None,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, models: str = "auto") -> dict[str, Any]:
     """Run the whole reproduction for one profile; see the module docstring.
 
     Args:
@@ -125,6 +134,7 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
         seed: seed of every run.
         overrides: extra :func:`~mmdis.training.config.make_config` overrides for every run.
         progress: progress bars.
+        models: ``auto``, ``shipped`` or ``retrain`` (see the module docstring).
 
     Returns:
         The evaluation summary (see :func:`mmdis.evaluation.evaluate.evaluate`: ``methods``, ``runs``,
@@ -132,9 +142,12 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
         ``run_by_method`` (method -> run directory).
 
     Raises:
-        ValueError: for an unknown profile or method.
+        ValueError: for an unknown profile, method or model source, or shipped models asked for with
+            overrides or another seed (they were trained without them).
+        FileNotFoundError: when shipped models are asked for and the profile ships none of a method.
     """
     get_profile(profile)  # raises for an unknown name
+    check_name(models, MODEL_SOURCES, "models")
     if not methods:
         raise ValueError("methods is empty; name at least one of " + ", ".join(VARIANTS))
     for method in methods:
@@ -142,7 +155,29 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
     work_dir, results_dir = Path(work_dir), Path(results_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     with _locked(work_dir / ".lock"):
-        return _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress)
+        shipped = _use_shipped(models, profile, methods, seed, overrides)
+        return _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress,
+                          shipped)
+
+
+def _use_shipped(models: str, profile: str, methods: Sequence[str], seed: int,
+                 overrides: dict[str, Any] | None) -> bool:
+    """Whether a reproduction takes the shipped book models (``models`` resolved, see the module)."""
+    from mmdis.training.export import shipped_dir, shipped_methods
+
+    if models == "retrain":
+        return False
+    have = set(shipped_methods(profile))
+    if models == "auto":
+        return not overrides and seed == 0 and set(methods) <= have
+    if overrides or seed != 0:
+        raise ValueError("the shipped models were trained with seed 0 and no overrides; use models='retrain' "
+                         "(make reproduce) to train with --set or --seed")
+    missing = [m for m in methods if m not in have]
+    if missing:
+        raise FileNotFoundError(f"profile {profile!r} ships no model of {missing} in {shipped_dir(profile)}; "
+                                "use models='retrain' (make reproduce) to train them")
+    return True
 
 
 @contextmanager
@@ -157,7 +192,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress):
+def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress, shipped):
     from mmdis.evaluation.evaluate import EvalConfig, evaluate
     from mmdis.evaluation.report import write_figures
 
@@ -177,6 +212,11 @@ def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, over
                              spacing, progress=progress)
     run_dirs = []
     for method in methods:
+        if shipped:
+            from mmdis.training.export import materialise
+
+            run_dirs.append(materialise(profile, method, work_dir / "shipped" / method))
+            continue
         config = make_config(profile, method, device=device, seed=seed, **(overrides or {}))
         run_dir = work_dir / "runs" / f"{method}-{profile}-{run_key(config, cache_dir)}"
         train_run(config, cache_dir, run_dir, progress=progress)
@@ -185,5 +225,6 @@ def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, over
     summary["figures"] = [str(p) for p in write_figures(results_dir, run_dirs)]
     summary["profile"] = profile
     summary["run_by_method"] = {m: str(r) for m, r in zip(methods, run_dirs)}
+    summary["models"] = "shipped" if shipped else "retrained"
     save_json(summary, results_dir / "evaluation.json")
     return summary

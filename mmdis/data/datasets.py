@@ -1,8 +1,11 @@
 """PyTorch datasets over a prepared cache: random training patches and whole evaluation volumes.
 
-Training samples 80^3 patches (the paper's size; configurable), centred on a tumour voxel with
-probability ``fg_fraction`` and on a random brain voxel otherwise, with random flips and a per-channel
-intensity scale/shift. Sampling is a pure function of ``(seed, epoch, index)``, so a run is
+Training samples 80^3 patches (the paper's size; configurable). With ``sampling="uniform"`` (the paper
+and the authors' code) a patch is cropped at a uniformly random position of the volume with no
+augmentation; with ``sampling="tumour"`` (ours, the default of the CPU profiles) it is centred on a tumour
+voxel with probability ``fg_fraction`` and on a random brain voxel otherwise. The ``flip`` and intensity
+augmentations apply whenever they are set, whatever the sampling (the ``paper`` profile turns them off).
+Sampling is a pure function of ``(seed, epoch, index)``, so a run is
 reproducible whatever the number of loader workers.
 """
 
@@ -20,19 +23,27 @@ from mmdis.data.cache import load_cached_case
 _FG_SAMPLE = 20000  # foreground voxels remembered per case; plenty for sampling centres
 
 
+#: How patch positions are drawn (:attr:`PatchConfig.sampling`).
+SAMPLINGS = ("uniform", "tumour")
+
+
 @dataclass(frozen=True)
 class PatchConfig:
     """How training patches are drawn.
 
     Attributes:
         patch_size: ``(D, H, W)`` of a patch (paper: 80^3).
-        fg_fraction: probability that a patch is centred on a tumour voxel.
+        sampling: ``uniform``: every position of the patch inside the volume equally likely (the
+            paper's and the authors' random crop); ``tumour``: centred on a tumour voxel with
+            probability ``fg_fraction``, on a random brain voxel otherwise.
+        fg_fraction: probability that a patch is centred on a tumour voxel (``tumour`` sampling only).
         flip: random flips along each axis.
         intensity_scale: a channel is multiplied by ``U(1 - s, 1 + s)`` inside the brain.
         intensity_shift: and shifted by ``U(-t, t)`` (z-score units).
     """
 
     patch_size: tuple[int, int, int] = (80, 80, 80)
+    sampling: str = "tumour"
     fg_fraction: float = 0.5
     flip: bool = True
     intensity_scale: float = 0.1
@@ -41,6 +52,8 @@ class PatchConfig:
     def __post_init__(self):
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ValueError(f"patch_size must be three positive ints, got {self.patch_size}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"patch.sampling must be one of {list(SAMPLINGS)}, got {self.sampling!r}")
         if not 0.0 <= self.fg_fraction <= 1.0:
             raise ValueError(f"fg_fraction must lie in [0, 1], got {self.fg_fraction}")
         if self.intensity_scale < 0 or self.intensity_shift < 0:
@@ -102,13 +115,20 @@ class PatchDataset(Dataset):
         case, (fg, brain) = self._case(case_id)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         cfg = self.config
-        pool = fg if (len(fg) and rng.random() < cfg.fg_fraction) else brain
-        centre = pool[rng.integers(len(pool))] if len(pool) else np.array(case.mask.shape) // 2
-        start = [
-            # Keep the patch inside the volume where it fits; otherwise centre the volume in it.
-            min(max(int(c) - p // 2, 0), n - p) if n >= p else -((p - n) // 2)
-            for c, p, n in zip(centre, cfg.patch_size, case.mask.shape)
-        ]
+        shape = case.mask.shape
+        if cfg.sampling == "uniform":
+            # Every start that keeps the patch inside the volume, equally likely (a volume smaller than
+            # the patch sits in its middle).
+            start = [int(rng.integers(n - p + 1)) if n >= p else -((p - n) // 2)
+                     for p, n in zip(cfg.patch_size, shape)]
+        else:
+            pool = fg if (len(fg) and rng.random() < cfg.fg_fraction) else brain
+            centre = pool[rng.integers(len(pool))] if len(pool) else np.array(shape) // 2
+            start = [
+                # Keep the patch inside the volume where it fits; otherwise centre the volume in it.
+                min(max(int(c) - p // 2, 0), n - p) if n >= p else -((p - n) // 2)
+                for c, p, n in zip(centre, cfg.patch_size, shape)
+            ]
         image = extract_patch(case.image, start, cfg.patch_size)  # (M, D, H, W)
         label = extract_patch(case.label, start, cfg.patch_size)
         mask = extract_patch(case.mask, start, cfg.patch_size)

@@ -6,8 +6,8 @@ encoders once per window. Per case, subset and region the paper's Table-1 metric
 precision) and HD95 are computed on the preprocessed grid (cropped to the brain, at the cache's spacing);
 for variants that reconstruct, PSNR and SSIM of every modality the case has, inside the brain.
 
-A run's rows are cached in ``RUN_DIR/evaluation/<split>-<key>.csv``, keyed by the checkpoint's step, the
-cache and the evaluation settings, so evaluating again (e.g. from ``mmdis reproduce``) reuses them.
+A run's rows are cached in ``RUN_DIR/evaluation/<split>-<key>.csv``, keyed by the checkpoint's SHA-256 and
+step, the cache and the evaluation settings, so evaluating again (e.g. from ``mmdis reproduce``) reuses them.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from mmdis.inference import feasible_subsets, predict_subsets
 from mmdis.metrics import reconstruction_metrics, segmentation_metrics
 from mmdis.models.config import ModelConfig
 from mmdis.models.networks import MultimodalSegNet
-from mmdis.profiles import get_profile
+from mmdis.profiles import BLENDS, get_profile
 from mmdis.runtime.device import resolve_amp, resolve_device
 from mmdis.runtime.files import save_json
 from mmdis.training.config import TrainConfig
+from mmdis.training.export import WEIGHTS, load_weights, sha256
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class EvalConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         amp: autocast of the network: ``run`` follows the run's training setting (see
             :func:`~mmdis.runtime.device.resolve_amp`), or ``auto``, ``bf16``, ``fp16``, ``off``.
+        blend: how overlapping windows are averaged, MONAI's ``gaussian`` or ``constant`` (uniform, as
+            the authors); ``None`` takes the profile's.
+        mask_to_brain: set every prediction outside the brain mask to background; ``None`` takes the
+            profile's.
     """
 
     split: str = "test"
@@ -61,6 +66,14 @@ class EvalConfig:
     subset_batch: int = 5
     device: str = "auto"
     amp: str = "run"
+    blend: str | None = None
+    mask_to_brain: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.blend not in (None, *BLENDS):
+            raise ValueError(f"blend must be one of {list(BLENDS)}, got {self.blend!r}")
+        if self.mask_to_brain is not None and not isinstance(self.mask_to_brain, bool):
+            raise ValueError(f"mask_to_brain must be a bool, got {self.mask_to_brain!r}")
 
     def resolved(self, profile: str) -> dict[str, Any]:
         """Settings with the profile's defaults filled in (``recon_cases=-1`` means the profile's)."""
@@ -70,33 +83,49 @@ class EvalConfig:
             "roi_size": list(self.roi_size or base.eval_roi),
             "overlap": base.eval_overlap if self.overlap is None else self.overlap,
             "recon_cases": base.recon_cases if self.recon_cases == -1 else self.recon_cases,
+            "blend": self.blend or base.eval_blend,
+            "mask_to_brain": base.eval_mask if self.mask_to_brain is None else self.mask_to_brain,
         }
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
-             checkpoint: str = "last.pt") -> tuple[MultimodalSegNet, TrainConfig, dict]:
+             checkpoint: str | None = None) -> tuple[MultimodalSegNet, TrainConfig, dict]:
     """The trained network of a run directory, in eval mode, with its config and checkpoint metadata.
 
-    Only ``torch.load(weights_only=True)`` is used, so a checkpoint cannot execute code.
+    The weights are ``checkpoint`` (relative to ``run_dir``; e.g. ``snapshots/step_000400.pt``), by
+    default ``last.pt`` or, in a shipped book model, ``model.safetensors``. Only
+    ``torch.load(weights_only=True)`` and the safetensors reader are used, so loading cannot execute code.
+
+    Returns:
+        ``(model, config, meta)``; ``meta`` has the ``method``, ``epoch``, ``step`` and the ``sha256`` of
+        the weights file (which keys cached evaluations).
 
     Raises:
         FileNotFoundError: naming the missing ``config.json`` or checkpoint.
         ValueError: if the checkpoint's method differs from the run's config.
     """
     run_dir = Path(run_dir)
+    if checkpoint is None:
+        shipped = (run_dir / WEIGHTS).is_file() and not (run_dir / "last.pt").is_file()
+        checkpoint = WEIGHTS if shipped else "last.pt"
     config_path, ckpt_path = run_dir / "config.json", run_dir / checkpoint
     for path in (config_path, ckpt_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a finished training run")
     config = TrainConfig.from_dict(json.loads(config_path.read_text()))
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if ckpt_path.suffix == ".safetensors":
+        state, ckpt = load_weights(ckpt_path)
+    else:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = ckpt["model"]
     if ckpt.get("method") != config.method:
         raise ValueError(f"{ckpt_path} holds method {ckpt.get('method')!r} but {config_path} says "
                          f"{config.method!r}")
     model = MultimodalSegNet(ModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(state)
     model.to(device).eval()
     meta = {k: ckpt[k] for k in ("method", "epoch", "step") if k in ckpt}
+    meta["sha256"] = sha256(ckpt_path)
     return model, config, meta
 
 
@@ -108,7 +137,8 @@ def _cache_key(run_meta: dict, cache: Cache, settings: dict) -> str:
 
 
 def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig | None = None,
-                 method: str | None = None, progress: bool = True) -> pd.DataFrame:
+                 method: str | None = None, progress: bool = True,
+                 checkpoint: str | None = None) -> pd.DataFrame:
     """Tidy metric rows (:data:`~mmdis.evaluation.tidy.RESULT_COLUMNS`) of one run on one split.
 
     Args:
@@ -117,6 +147,7 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
         config: evaluation settings.
         method: the label in the ``method`` column (default: the run's method).
         progress: a progress bar over cases.
+        checkpoint: the weights to evaluate, relative to ``run_dir`` (default: see :func:`load_run`).
 
     Raises:
         ValueError: if the split is empty or holds unlabelled cases.
@@ -124,7 +155,7 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
     config = config or EvalConfig()
     run_dir, cache = Path(run_dir), Cache.open(cache_dir)
     device = resolve_device(config.device)
-    model, train_config, meta = load_run(run_dir, device)
+    model, train_config, meta = load_run(run_dir, device, checkpoint)
     settings = config.resolved(train_config.profile)
     amp = train_config.amp if config.amp == "run" else config.amp
     amp_dtype = resolve_amp(amp, device, train_config.bottom_depth)[0]
@@ -147,8 +178,9 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
         recon = settings["recon_cases"] is None or n < settings["recon_cases"]
         pred = predict_subsets(model, case.image, case.available, roi_size=settings["roi_size"],
                                overlap=settings["overlap"], subset_batch=config.subset_batch,
-                               with_recon=recon, device=device, amp_dtype=amp_dtype)
-        pred.labels[:, ~case.mask] = 0  # tumour only inside the brain, as for `mmdis predict`
+                               with_recon=recon, mode=settings["blend"], device=device, amp_dtype=amp_dtype)
+        if settings["mask_to_brain"]:
+            pred.labels[:, ~case.mask] = 0  # tumour only inside the brain, as for `mmdis predict`
         for s, subset in enumerate(pred.subsets):
             name = subset_name(subset)
             metrics = segmentation_metrics(pred.labels[s], case.label, case.crop.spacing)

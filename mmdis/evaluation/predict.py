@@ -97,15 +97,20 @@ def predict_files(
     dev = resolve_device(device)
     model, config, _ = load_run(run_dir, dev)
     case = preprocess_case(raw, target_spacing=run_spacing(run_dir))
-    roi, overlap = get_profile(config.profile).eval_window
+    profile = get_profile(config.profile)
+    roi, overlap = profile.eval_window
     available = tuple(bool(a) for a in case.available)
     pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=roi,
-                           overlap=overlap, with_recon=False, device=dev, progress=progress,
+                           overlap=overlap, with_recon=False, mode=profile.eval_blend, device=dev,
+                           progress=progress,
                            amp_dtype=resolve_amp(config.amp, dev, config.bottom_depth)[0])
     labels = restore_prediction(pred.labels[0], case.crop)  # canonical, on the input grid
-    # Tumour only inside the brain, judged on the input grid (resampling blurs the mask's edge).
-    brain_full = raw.brain_mask if raw.brain_mask is not None else brain_mask_from_images(raw.images, case_id)
-    labels[~brain_full] = 0
+    if profile.eval_mask:
+        # Tumour only inside the brain, judged on the input grid (resampling blurs the mask's edge).
+        brain_full = raw.brain_mask
+        if brain_full is None:
+            brain_full = brain_mask_from_images(raw.images, case_id)
+        labels[~brain_full] = 0
     out = from_canonical(labels, convention).astype(np.uint8)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_nifti(out, raw.affine, output, dtype=np.uint8)

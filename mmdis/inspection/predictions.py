@@ -32,12 +32,14 @@ def predict_cached_case(model: MultimodalSegNet, case, subsets: Sequence[str], p
     Raises:
         ValueError: for an unknown subset name.
     """
-    roi, overlap = get_profile(profile).eval_window
+    chosen = get_profile(profile)
+    roi, overlap = chosen.eval_window
     unknown = [s for s in subsets if s not in _MASKS]
     if unknown:
         raise ValueError(f"unknown subsets {unknown}; names look like {list(_MASKS)[-1]!r}")
     pred = predict_subsets(model, case.image, case.available, subsets=[_MASKS[s] for s in subsets],
                            roi_size=roi_size or roi, overlap=overlap,
-                           with_recon=with_recon)
-    pred.labels[:, ~np.asarray(case.mask, bool)] = 0
+                           with_recon=with_recon, mode=chosen.eval_blend)
+    if chosen.eval_mask:
+        pred.labels[:, ~np.asarray(case.mask, bool)] = 0
     return pred

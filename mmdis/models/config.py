@@ -35,6 +35,13 @@ class ModelConfig:
         appearance_channels: width of the first appearance-encoder layer.
         recon_channels: width of the reconstruction decoders' residual blocks (``None``: ``2 C``).
         recon_res_blocks: AdaIN residual blocks per reconstruction decoder.
+        recon_up_kernel: kernel of the reconstruction decoders' upsampling convolutions (authors: 5).
+        recon_out_kernel: kernel of their final convolution to one channel (authors: 7).
+        recon_shared_adain: one AdaIN ``(gamma, beta)`` per decoder, shared by all its residual blocks
+            (the authors' code), instead of one per normalisation layer.
+        appearance_kernel: kernel of the appearance encoders' stride-2 convolutions (authors: 4).
+        gate_norm: instance-normalise the gate logits before the sigmoid (the authors' code; the paper's
+            equation has no norm).
         leaky_slope: negative slope of the LeakyReLUs.
     """
 
@@ -51,6 +58,11 @@ class ModelConfig:
     appearance_channels: int = 16
     recon_channels: int | None = None
     recon_res_blocks: int = 4
+    recon_up_kernel: int = 3
+    recon_out_kernel: int = 3
+    recon_shared_adain: bool = False
+    appearance_kernel: int = 3
+    gate_norm: bool = False
     leaky_slope: float = LEAKY_SLOPE
 
     def __post_init__(self) -> None:
@@ -62,7 +74,15 @@ class ModelConfig:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
-        for key in ("disentangle", "early_fusion", "modality_dropout"):
+        for key in ("recon_up_kernel", "recon_out_kernel"):
+            value = getattr(self, key)
+            # "same" padding needs an odd kernel at stride 1.
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+                raise ValueError(f"{key} must be a positive odd integer, got {value!r}")
+        k = self.appearance_kernel
+        if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 7:
+            raise ValueError(f"appearance_kernel must be an integer in [2, 7], got {k!r}")
+        for key in ("disentangle", "early_fusion", "modality_dropout", "recon_shared_adain", "gate_norm"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be a bool, got {getattr(self, key)!r}")
         rc = self.recon_channels

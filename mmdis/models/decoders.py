@@ -47,8 +47,10 @@ class ReconDecoder(nn.Module):
 
     The deepest fused code ``z`` is projected to ``width`` channels by a 1x1x1 conv and goes through
     ``num_res`` residual blocks whose AdaIN parameters are produced by an MLP of the appearance code
-    ``a_i``; then ``num_up`` times (nearest upsampling x2, 3x3x3 conv halving the width, layer norm,
-    ReLU) and a final 3x3x3 conv to one channel.
+    ``a_i`` (one ``(gamma, beta)`` per norm layer, or with ``shared_adain`` one pair shared by every
+    norm layer, as in the authors' code); then ``num_up`` times (nearest upsampling x2, an
+    ``up_kernel``-cubed conv halving the width, layer norm, ReLU) and a final ``out_kernel``-cubed conv
+    to one channel. The authors use ``width`` 128, ``up_kernel`` 5, ``out_kernel`` 7 and a shared AdaIN.
 
     Shapes:
         ``z`` ``(B, 8C, D/8, H/8, W/8)``, ``a`` ``(B, appearance_dim)`` -> ``(B, 1, D, H, W)``.
@@ -62,11 +64,15 @@ class ReconDecoder(nn.Module):
         num_res: int = 4,
         num_up: int = NUM_STAGES - 1,
         mlp_hidden: int | None = None,
+        up_kernel: int = 3,
+        out_kernel: int = 3,
+        shared_adain: bool = False,
     ) -> None:
         super().__init__()
         self.inp = nn.Conv3d(in_channels, width, 1)
         self.res = nn.ModuleList([AdaINResBlock(width) for _ in range(num_res)])
-        n_params = sum(block.num_params for block in self.res)
+        self.shared_adain = shared_adain
+        n_params = 2 * width if shared_adain else sum(block.num_params for block in self.res)
         hidden = mlp_hidden or width
         self.mlp = nn.Sequential(
             nn.Linear(appearance_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
@@ -76,11 +82,11 @@ class ReconDecoder(nn.Module):
         w = width
         for _ in range(num_up):
             w_out = max(w // 2, 2)
-            ups += [nn.Upsample(scale_factor=2, mode="nearest"), conv3d(w, w_out)]
+            ups += [nn.Upsample(scale_factor=2, mode="nearest"), conv3d(w, w_out, up_kernel)]
             ups += [LayerNorm3d(w_out), nn.ReLU()]
             w = w_out
         self.up = nn.Sequential(*ups)
-        self.out = conv3d(w, 1)
+        self.out = conv3d(w, 1, out_kernel)
 
     def forward(self, z: Tensor, a: Tensor) -> Tensor:
         """Render the content ``z`` ``(B, 8C, D/8, H/8, W/8)`` in the appearance ``a`` ``(B, A)``.
@@ -88,8 +94,12 @@ class ReconDecoder(nn.Module):
         Returns:
             :math:`\\hat x_i` ``(B, 1, D, H, W)``.
         """
-        params = self.mlp(a)  # (B, sum of 4 * width over blocks)
+        params = self.mlp(a)  # (B, sum of 4 * width over blocks), or (B, 2 * width) when shared
+        if self.shared_adain:
+            per_block = [params.repeat(1, 2)] * len(self.res)  # (gamma, beta, gamma, beta): (B, 4 width)
+        else:
+            per_block = params.split([b.num_params for b in self.res], dim=1)
         h = F.relu(self.inp(z))
-        for block, p in zip(self.res, params.split([b.num_params for b in self.res], dim=1)):
+        for block, p in zip(self.res, per_block):
             h = block(h, p)
         return self.out(self.up(h))

@@ -52,19 +52,23 @@ class ContentEncoder(nn.Module):
 class AppearanceEncoder(nn.Module):
     r"""Appearance encoder :math:`a_i = E^a_i(x_i)` returning the Gaussian posterior of an 8-d code.
 
-    A 7x7x7 convolution, then four stride-2 3x3x3 convolutions (ReLU, no normalisation, as in MUNIT's
-    style encoder), global average pooling, and a linear layer to ``(mu, logvar)``.
+    A 7x7x7 convolution, then four stride-2 convolutions of ``kernel_size`` (3; the authors' 4) with
+    widths ``w, 2w, 4w, 4w, 4w`` (the authors' 32, 64, 128, 128, 128; ReLU, no normalisation, as in
+    MUNIT's style encoder), global average pooling, and a linear layer to ``(mu, logvar)``.
 
     Shapes:
         input ``(B, 1, D, H, W)`` -> ``mu``, ``logvar`` each ``(B, appearance_dim)``.
     """
 
-    def __init__(self, in_channels: int = 1, width: int = 16, appearance_dim: int = 8) -> None:
+    def __init__(self, in_channels: int = 1, width: int = 16, appearance_dim: int = 8,
+                 kernel_size: int = 3) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width, 4 * width, 4 * width]
         layers: list[nn.Module] = [conv3d(in_channels, widths[0], kernel_size=7), nn.ReLU()]
         for w_in, w_out in zip(widths[:-1], widths[1:]):
-            layers += [conv3d(w_in, w_out, stride=2), nn.ReLU()]
+            # padding (k - 1) // 2 halves an even size exactly for k = 3 and for the authors' k = 4.
+            down = nn.Conv3d(w_in, w_out, kernel_size, stride=2, padding=(kernel_size - 1) // 2)
+            layers += [down, nn.ReLU()]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(widths[-1], 2 * appearance_dim)
         self.appearance_dim = appearance_dim

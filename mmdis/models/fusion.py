@@ -46,12 +46,18 @@ class GatedFusion(nn.Module):
         \qquad \tilde c_i = \delta_i c_i \cdot g_i,
         \qquad z = \mathrm{LReLU}\big(\mathrm{conv}_{1^3}([\tilde c_1, \dots, \tilde c_M])\big)
 
-    ``content[:, i]`` is :math:`c_i`, ``gate[:, i]`` is :math:`g_i`.
+    ``content[:, i]`` is :math:`c_i`, ``gate[:, i]`` is :math:`g_i`. With ``gate_norm`` the gate logits
+    are instance-normalised (per sample and modality, with an affine) before the sigmoid, as in the
+    authors' code: :math:`G = \sigma(\mathrm{IN}(\mathrm{conv}_{3^3}(\cdot)))`.
     """
 
-    def __init__(self, channels: int, num_modalities: int, slope: float = LEAKY_SLOPE) -> None:
+    def __init__(self, channels: int, num_modalities: int, slope: float = LEAKY_SLOPE,
+                 gate_norm: bool = False) -> None:
         super().__init__()
         self.gate_conv = nn.Conv3d(num_modalities * channels, num_modalities, 3, padding=1)
+        self.gate_norm: nn.Module = (
+            nn.InstanceNorm3d(num_modalities, affine=True) if gate_norm else nn.Identity()
+        )
         self.bottleneck = nn.Conv3d(num_modalities * channels, channels, 1)
         self.act = nn.LeakyReLU(slope)
 
@@ -72,7 +78,7 @@ class GatedFusion(nn.Module):
         b, m, c, d, h, w = content.shape
         content = drop_unused(content, delta)  # (B, M, C, D, H, W): delta_i c_i
         stacked = content.reshape(b, m * c, d, h, w)  # (B, M*C, D, H, W): concat over modalities
-        gate = torch.sigmoid(self.gate_conv(stacked))  # (B, M, D, H, W)
+        gate = torch.sigmoid(self.gate_norm(self.gate_conv(stacked)))  # (B, M, D, H, W)
         gated = content * gate[:, :, None]  # (B, M, C, D, H, W), c~_i = c_i * g_i
         z = self.act(self.bottleneck(gated.reshape(b, m * c, d, h, w)))  # (B, C, D, H, W)
         return z, gate
@@ -125,10 +131,11 @@ class HeMISFusion(nn.Module):
         return self.act(self.proj(torch.cat([mean, var], dim=1))), None  # cat: (B, 2C, D, H, W)
 
 
-def build_fusion(kind: str, channels: int, num_modalities: int, slope: float = LEAKY_SLOPE) -> nn.Module:
-    """Fusion module for ``kind`` in :data:`FUSIONS`."""
+def build_fusion(kind: str, channels: int, num_modalities: int, slope: float = LEAKY_SLOPE,
+                 gate_norm: bool = False) -> nn.Module:
+    """Fusion module for ``kind`` in :data:`FUSIONS` (``gate_norm`` applies to gated fusion only)."""
     if kind == "gated":
-        return GatedFusion(channels, num_modalities, slope)
+        return GatedFusion(channels, num_modalities, slope, gate_norm)
     if kind == "mean":
         return MeanFusion()
     if kind == "max":

@@ -109,18 +109,24 @@ class MultimodalSegNet(nn.Module):
             self.encoders = nn.ModuleList([ContentEncoder(m, base, slope)])
         else:
             self.encoders = nn.ModuleList([ContentEncoder(1, base, slope) for _ in range(m)])
-            self.fusions = nn.ModuleList([build_fusion(config.fusion, w, m, slope) for w in widths])
+            self.fusions = nn.ModuleList(
+                [build_fusion(config.fusion, w, m, slope, config.gate_norm) for w in widths]
+            )
         self.seg_decoder = SegDecoder(base, config.num_classes, slope)
         self.appearance_encoders: nn.ModuleList | None = None
         self.recon_decoders: nn.ModuleList | None = None
         if config.disentangle:
             dim = config.appearance_dim
             self.appearance_encoders = nn.ModuleList(
-                [AppearanceEncoder(1, config.appearance_channels, dim) for _ in range(m)]
+                [AppearanceEncoder(1, config.appearance_channels, dim, config.appearance_kernel)
+                 for _ in range(m)]
             )
-            self.recon_decoders = nn.ModuleList(
-                [ReconDecoder(widths[-1], config.recon_width, dim, config.recon_res_blocks) for _ in range(m)]
-            )
+            self.recon_decoders = nn.ModuleList([
+                ReconDecoder(widths[-1], config.recon_width, dim, config.recon_res_blocks,
+                             up_kernel=config.recon_up_kernel, out_kernel=config.recon_out_kernel,
+                             shared_adain=config.recon_shared_adain)
+                for _ in range(m)
+            ])
 
     # ----------------------------------------------------------------------------------- checks
     def _check_x(self, x: Tensor) -> None:

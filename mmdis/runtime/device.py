@@ -53,8 +53,13 @@ def cpu_bf16_support() -> tuple[bool, str]:
     ``/proc/cpuinfo``), or bf16 on an Arm CPU (``bf16``). Elsewhere, e.g. on any x86 CPU with AVX2 alone,
     oneDNN emulates bf16 and a training step in bf16 autocast ran about 6x slower than in float32
     (10.5 s against 1.59 s on a 2-core AMD EPYC with AVX2, ``cpu`` profile). Where the flags cannot be
-    read (no ``/proc``, e.g. macOS or Windows) the answer is no, which is never slow.
+    read (no ``/proc``, e.g. macOS or Windows) the answer is no, which is never slow. The environment
+    variable ``MMDIS_CPU_BF16`` (``0`` or ``1``) overrides the detection, e.g. to time float32 on a CPU
+    that has bf16.
     """
+    forced = os.environ.get("MMDIS_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1", f"MMDIS_CPU_BF16={forced} is set"
     flags = _cpu_flags()
     capability = torch.backends.cpu.get_cpu_capability()
     if flags is None:

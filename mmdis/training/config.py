@@ -75,6 +75,8 @@ class TrainConfig:
             without a deterministic version warns instead of failing. The float32 CPU kernels used here
             are deterministic anyway. The flags are restored when :func:`~mmdis.training.train` returns.
         num_workers: DataLoader worker processes (0: load in the main process).
+        snapshots: steps after which a copy of the checkpoint is kept as
+            ``snapshots/step_NNNNNN.pt`` (for learning curves); each a multiple of ``iters_per_epoch``.
         model: overrides of :class:`~mmdis.models.config.ModelConfig` fields, e.g.
             ``{"appearance_channels": 4}``.
         loss: weights of the objective, Eq. (3).
@@ -96,6 +98,7 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 0
     deterministic: bool = False
+    snapshots: tuple[int, ...] = ()
     model: Mapping[str, Any] = field(default_factory=dict)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -120,6 +123,14 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if isinstance(self.snapshots, (int, str)):
+            raise ValueError(f"snapshots must be a list of steps, got {self.snapshots!r}")
+        snaps = tuple(self.snapshots)
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 or s % self.iters_per_epoch
+               for s in snaps):
+            raise ValueError(f"snapshots must be positive multiples of iters_per_epoch "
+                             f"({self.iters_per_epoch}), got {list(snaps)}")
+        object.__setattr__(self, "snapshots", tuple(sorted(set(snaps))))
         if not isinstance(self.deterministic, bool):
             raise ValueError(f"deterministic must be a bool, got {self.deterministic!r}")
         if self.amp not in AMP_MODES:
@@ -153,6 +164,7 @@ class TrainConfig:
         """Plain, JSON-serialisable dict of every field (nested configs as dicts)."""
         data = asdict(self)
         data["patch"]["patch_size"] = list(self.patch_size)
+        data["snapshots"] = list(self.snapshots)
         return data
 
     @classmethod

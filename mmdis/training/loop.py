@@ -24,6 +24,7 @@ The loop calls on modules of its own for the rest, each documented there:
 from __future__ import annotations
 
 import math
+import shutil
 import time
 import warnings
 from dataclasses import replace
@@ -48,7 +49,7 @@ from mmdis.runtime.device import (
     make_grad_scaler,
     resolve_amp,
 )
-from mmdis.runtime.files import save_json
+from mmdis.runtime.files import atomic_path, save_json
 from mmdis.runtime.machine import environment
 from mmdis.runtime.memory import peak_memory_mb
 from mmdis.training import distributed, runlog
@@ -208,6 +209,10 @@ def _train(config: TrainConfig, cache: Cache, run_dir: Path, resuming: bool, pro
                            config=config.patch, seed=config.seed)
     shard = ddp.shard(dataset, per_rank)
     end_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
+    beyond = [s for s in config.snapshots if s > config.epochs * config.iters_per_epoch]
+    if beyond and ddp.main:
+        warnings.warn(f"snapshots {beyond} lie beyond the run's last step "
+                      f"{config.epochs * config.iters_per_epoch}; they will not be written", stacklevel=2)
     bar = tqdm(total=config.epochs * config.iters_per_epoch, initial=step, desc=f"train {config.method}",
                disable=not (progress and ddp.main), unit="it", dynamic_ncols=True)
     last: dict[str, float] = {}
@@ -264,6 +269,11 @@ def _train(config: TrainConfig, cache: Cache, run_dir: Path, resuming: bool, pro
                                 method=config.method,
                                 extra={"elapsed": elapsed, "val_dice_wt": val_dice,
                                        "world_size": ddp.world_size, "config": config.to_dict()})
+                if step in config.snapshots:
+                    snapshot = run_dir / "snapshots" / f"step_{step:06d}.pt"
+                    snapshot.parent.mkdir(exist_ok=True)
+                    with atomic_path(snapshot) as tmp:
+                        shutil.copyfile(last_path, tmp)
                 if writer is not None:
                     writer.flush()
             ddp.barrier(device)

@@ -31,14 +31,18 @@ def wt_dice_scores(model: MultimodalSegNet, cache_dir: str | Path, case_ids: lis
     Returns:
         One Dice per case of ``case_ids``, in that order.
     """
-    roi, overlap = get_profile(profile).eval_window
+    chosen = get_profile(profile)
+    roi, overlap = chosen.eval_window
     wt = np.asarray(REGIONS["WT"])
     scores = []
     for item in VolumeDataset(cache_dir, case_ids):
         available = tuple(bool(a) for a in item["available"])
         pred = predict_subsets(model, item["image"], available, subsets=[available], roi_size=roi,
-                               overlap=overlap, with_recon=False, device=device, amp_dtype=amp_dtype)
-        p = np.isin(pred.labels[0], wt) & item["mask"].numpy()
+                               overlap=overlap, with_recon=False, mode=chosen.eval_blend, device=device,
+                               amp_dtype=amp_dtype)
+        p = np.isin(pred.labels[0], wt)
+        if chosen.eval_mask:
+            p &= item["mask"].numpy()
         g = np.isin(item["label"].numpy(), wt)
         scores.append(overlap_scores(p, g)["dice"])
     model.train()
