@@ -23,7 +23,8 @@ LABEL_COLOURS: dict[int, str] = {EDEMA: "#3cb44b", CORE: "#e6194b", ENHANCING: "
 REGION_COLOURS: dict[str, str] = {"WT": "yellow", "TC": "red", "ET": "deepskyblue"}
 #: How the book names each method.
 METHOD_LABELS: dict[str, str] = {"robustseg": "RobustSeg", "hemis": "HeMIS", "imputation": "imputation",
-                                 "ablation-mean": "mean fusion", "ablation-mean-dis": "mean + dis."}
+                                 "ablation-mean": "mean fusion", "ablation-mean-dis": "mean + dis.",
+                                 "robustseg-nogatenorm": "RobustSeg, no gate norm"}
 #: Percentiles of the brain's pixels that bound the grey-level window.
 GREY_PERCENTILES: tuple[float, float] = (1.0, 99.0)
 

@@ -36,7 +36,7 @@ def plot_study(summary: pd.DataFrame, gated: str = "robustseg",
         gated: the method whose gates panel (b) draws.
         ablation: the ablation's methods, weakest expected first.
     """
-    fig = Figure(figsize=(12, 8.5), layout="constrained")
+    fig = Figure(figsize=(12, 10), layout="constrained")
     (ax_dice, ax_gate), (ax_rec, ax_abl) = fig.subplots(2, 2)
     steps = summary["step"].unique()
     dice = summary[summary["quantity"] == "dice"]
@@ -46,7 +46,7 @@ def plot_study(summary: pd.DataFrame, gated: str = "robustseg",
                             color=colours.get(method), label=f"{method_label(method)} {region}")[0]
         colours.setdefault(method, line.get_color())
     ax_dice.set(ylabel="Dice (%), 15-subset average", title="(a) segmentation, every method")
-    _legend(ax_dice, fontsize=6, ncol=3)
+    _legend(ax_dice, fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 
     gates = summary[(summary["quantity"] == "mean_gate") & (summary["method"] == gated)]
     split = gates["region"].str.split("/", expand=True)
@@ -62,6 +62,7 @@ def plot_study(summary: pd.DataFrame, gated: str = "robustseg",
     _legend(ax_gate, fontsize=6, ncol=3)
 
     rec = summary[summary["quantity"] == "psnr_missing_above_floor"]
+    rec = rec[rec["method"].isin([gated, "ablation-mean-dis"])]
     for (method, sequence), d in rec.groupby(["method", "region"], sort=False):
         style = "-" if method == gated else "--"
         ax_rec.plot(d["step"], d["value"], style, marker="o", markersize=3, color=colours.get(sequence),
