@@ -172,3 +172,18 @@ def test_retraining_from_the_seed_gives_the_recorded_first_losses(method, cpu_ph
         for term, value in f32.items():
             assert float(row[term]) == pytest.approx(value, rel=LOSS_RTOL, abs=1e-6), term
             assert logged[term] == pytest.approx(value, rel=LOGGED_RTOL, abs=1e-3), term
+
+
+def test_the_package_data_globs_install_every_shipped_file():
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = setuptools["package-data"]["mmdis"]
+    files = [p.relative_to(root / "mmdis").as_posix() for p in FOLDER.rglob("*") if p.is_file()]
+    # fnmatch's * crosses "/", setuptools' does not: compare segment counts too.
+    missed = [f for f in files
+              if not any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)]
+    assert files and missed == [], f"not installed by pip: {missed}"
