@@ -20,6 +20,7 @@ checksums, settings) to a folder; the book reads them through :func:`study_summa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from mmdis.evaluation.evaluate import EvalConfig, evaluate_run, load_run
 from mmdis.evaluation.tables import ABLATION_METHODS
 from mmdis.inspection.gates import gate_maps, gate_region_means
 from mmdis.runtime.files import atomic_path, save_json
+from mmdis.training.export import sha256
 
 TUMOUR_REGIONS = ("edema", "core", "enhancing")
 
@@ -58,7 +60,7 @@ def study_rows(run_dirs: Mapping[str, str | Path], cache_dir: str | Path, config
         frames.append(evaluate_run(run_dir, cache_dir, config, method, progress=False,
                                    checkpoint=checkpoint).assign(step=step))
         provenance.append({"method": method, "step": step, "checkpoint": str(run_dir / checkpoint),
-                           "sha256": load_run(run_dir, "cpu", checkpoint)[2]["sha256"]})
+                           "sha256": sha256(run_dir / checkpoint)})
     return pd.concat(frames, ignore_index=True), provenance
 
 
@@ -83,7 +85,8 @@ def run_study(run_dirs: Mapping[str, str | Path], cache_dir: str | Path, out_dir
     rows, provenance = study_rows(run_dirs, cache_dir, config, progress)
     gated = [m for m in run_dirs if m == "robustseg" or m.startswith("robustseg-")]
     gates = pd.concat([gate_rows(run_dirs[m], cache_dir, method=m) for m in gated], ignore_index=True)
-    settings = (config or EvalConfig()).resolved(load_run(next(iter(run_dirs.values())), "cpu")[1].profile)
+    first = json.loads((Path(next(iter(run_dirs.values()))) / "config.json").read_text())
+    settings = (config or EvalConfig()).resolved(first["profile"])
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         rows.to_csv(tmp / "rows.csv", index=False)
