@@ -25,44 +25,29 @@ import argparse
 import csv
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mmdis.data.cache import Cache
-from mmdis.pipeline import METHODS, run_key
+from mmdis.pipeline import METHODS, cache_dir_for, run_dir_for
 from mmdis.profiles import get_profile
 from mmdis.runtime.files import write_text
 from mmdis.runtime.machine import cpu_model
 from mmdis.study import run_study
 from mmdis.training.config import make_config
-from mmdis.training.export import WEIGHTS, export_run, load_weights, shipped_dir, write_manifest
-from mmdis.training.loop import train
+from mmdis.training.export import (
+    FIRST_STEPS,
+    WEIGHTS,
+    export_run,
+    first_losses,
+    first_losses_float32,
+    load_weights,
+    shipped_dir,
+    write_manifest,
+)
 from mmdis.training.validation import wt_dice_scores
-
-LOSS_TERMS = ("total", "seg", "dice", "ce", "rec", "kl")
-FIRST_STEPS = 3
-
-
-def first_losses(metrics_csv: Path, steps: int = FIRST_STEPS) -> list[dict[str, float]]:
-    """The loss terms of the first ``steps`` rows of a ``metrics.csv``."""
-    with open(metrics_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))[:steps]
-    return [{k: float(row[k]) for k in LOSS_TERMS} for row in rows]
-
-
-def float32_first_losses(profile: str, method: str, cache_dir: Path) -> list[dict[str, float]]:
-    """The first losses of ``method`` recomputed in float32: the same config and seed, stopped after
-    :data:`FIRST_STEPS` steps (patches are a function of seed, epoch and index, and the first epoch's
-    learning rate does not depend on its length, so these are the run's first steps)."""
-    # Within the first epoch, whose learning rate does not depend on how long the epoch is.
-    steps = min(FIRST_STEPS, make_config(profile, method).iters_per_epoch)
-    config = make_config(profile, method, amp="off", iters_per_epoch=steps, snapshots=(), val_every=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        train(config, cache_dir, Path(tmp) / "run", progress=False, stop_after=1)
-        return first_losses(Path(tmp) / "run" / "metrics.csv", steps)
 
 
 def val_dice(run_dir: Path, checkpoint: str, cache: Cache, profile: str) -> list[float]:
@@ -83,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-models", action="store_true", help="only redo the study")
     args = parser.parse_args(argv)
     profile = get_profile(args.profile)
-    tag = "native" if profile.spacing is None else f"{profile.spacing:g}mm"
-    cache_dir = args.work / f"cache-phantom-{tag}"
+    cache_dir = cache_dir_for(args.work, [args.work / "phantom"], profile.spacing)
     cache = Cache.open(cache_dir)
     dest_root = shipped_dir(args.profile)
     command = (f"mmdis reproduce --profile {args.profile} --models retrain --work work/{args.profile} "
@@ -92,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dirs = {}
     for method in args.methods:
         config = make_config(args.profile, method, seed=0)
-        run_dir = args.work / "runs" / f"{method}-{args.profile}-{run_key(config, cache_dir)}"
+        run_dir = run_dir_for(args.work, config, cache_dir)
         run_dirs[method] = run_dir
         if args.skip_models:
             continue
@@ -111,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                          "torch_threads": env.get("torch_threads")},
             "first_losses": {"logged": first_losses(run_dir / "metrics.csv",
                                                     min(FIRST_STEPS, config.iters_per_epoch)),
-                             "float32": float32_first_losses(args.profile, method, cache_dir)},
+                             "float32": first_losses_float32(args.profile, method, cache_dir)},
         }
         dest = export_run(run_dir, dest_root / method, command, {**record, "val": {}})
         record["val"] = {"cases": cache.case_ids("val"), "inference": "float32",

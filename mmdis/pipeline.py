@@ -81,6 +81,17 @@ def run_key(config: TrainConfig, cache_dir: str | Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+def cache_dir_for(work_dir: str | Path, folders: Sequence[str | Path], spacing: float | None) -> Path:
+    """Where :func:`reproduce` prepares ``folders`` at ``spacing``: ``WORK/cache-<names>-<spacing>``."""
+    tag = "native" if spacing is None else f"{spacing:g}mm"
+    return Path(work_dir) / f"cache-{'+'.join(Path(f).name for f in folders)}-{tag}"
+
+
+def run_dir_for(work_dir: str | Path, config: TrainConfig, cache_dir: str | Path) -> Path:
+    """Where :func:`reproduce` trains ``config`` on ``cache_dir``: ``WORK/runs/<method>-<profile>-<key>``."""
+    return Path(work_dir) / "runs" / f"{config.method}-{config.profile}-{run_key(config, cache_dir)}"
+
+
 def run_finished(run_dir: str | Path, config: TrainConfig) -> bool:
     """Whether ``run_dir/last.pt`` holds all ``config.epochs`` epochs of this config's method.
 
@@ -205,11 +216,9 @@ def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, over
         if len([p for p in data.glob("*") if p.is_dir()]) < cases:
             write_phantom(data, PhantomConfig(cases=cases, seed=seed, spacing=spacing or 1.0),
                           progress=progress, overwrite=True)
-    tag = "native" if spacing is None else f"{spacing:g}mm"
     folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
-    name = "+".join(f.name for f in folders)
-    cache_dir = ensure_cache(folders if len(folders) > 1 else folders[0], work_dir / f"cache-{name}-{tag}",
-                             spacing, progress=progress)
+    cache_dir = ensure_cache(folders if len(folders) > 1 else folders[0],
+                             cache_dir_for(work_dir, folders, spacing), spacing, progress=progress)
     run_dirs = []
     for method in methods:
         if shipped:
@@ -218,7 +227,7 @@ def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, over
             run_dirs.append(materialise(profile, method, work_dir / "shipped" / method))
             continue
         config = make_config(profile, method, device=device, seed=seed, **(overrides or {}))
-        run_dir = work_dir / "runs" / f"{method}-{profile}-{run_key(config, cache_dir)}"
+        run_dir = run_dir_for(work_dir, config, cache_dir)
         train_run(config, cache_dir, run_dir, progress=progress)
         run_dirs.append(run_dir)
     summary = evaluate(run_dirs, cache_dir, results_dir, EvalConfig(device=device), progress=progress)

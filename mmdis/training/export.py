@@ -24,10 +24,12 @@ Shapes: a state dict maps parameter names to tensors of their module's shapes; n
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,36 @@ MANIFEST = "SHA256SUMS"
 METHOD_FILES = (WEIGHTS, "config.json", "env.json", "metrics.csv", "command.txt", "record.json")
 #: Storage dtype of shipped weights.
 STORED_DTYPE = torch.float16
+
+
+#: The loss terms a record keeps, and for how many of the first steps.
+LOSS_TERMS = ("total", "seg", "dice", "ce", "rec", "kl")
+FIRST_STEPS = 3
+
+
+def first_losses(metrics_csv: str | Path, steps: int = FIRST_STEPS) -> list[dict[str, float]]:
+    """The loss terms of the first ``steps`` rows of a run's ``metrics.csv``."""
+    with open(metrics_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))[:steps]
+    return [{k: float(row[k]) for k in LOSS_TERMS} for row in rows]
+
+
+def first_losses_float32(profile: str, method: str, cache_dir: str | Path,
+                         steps: int = FIRST_STEPS) -> list[dict[str, float]]:
+    """The first ``steps`` losses of ``make_config(profile, method)`` retrained in float32 from its seed.
+
+    The run is the same config stopped after ``steps`` steps of its first epoch (``steps`` is capped at the
+    epoch's length): patches are a function of seed, epoch and index, and the first epoch's learning rate
+    does not depend on the epoch's length, so these are the recorded run's first steps.
+    """
+    from mmdis.training.config import make_config
+    from mmdis.training.loop import train
+
+    steps = min(steps, make_config(profile, method).iters_per_epoch)
+    config = make_config(profile, method, amp="off", iters_per_epoch=steps, snapshots=(), val_every=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(config, cache_dir, Path(tmp) / "run", progress=False, stop_after=1)
+        return first_losses(Path(tmp) / "run" / "metrics.csv", steps)
 
 
 def sha256(path: str | Path) -> str:
