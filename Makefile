@@ -54,7 +54,9 @@ notebooks: env
 html: env
 	$(VENV)/bin/jupyter-book build . --all --warningiserror --keep-going
 
-## Open every page in headless Chromium (Debian's chromium and chromium-driver, installed if missing).
+## Open every page in headless Chromium (Debian's chromium and chromium-driver, installed if missing):
+## maths typeset by the bundled MathJax, no raw table or maths, images loaded, no error output; one
+## full-page screenshot per page in _build/screenshots/.
 check-book: env browser
 	$(PY) data_scripts/check_book.py _build/html
 

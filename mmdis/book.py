@@ -7,20 +7,39 @@ renders without executing anything again. The notebooks share one reproduction (
 one that calls :func:`mmdis.pipeline.reproduce` trains and evaluates, the others reuse its results. An
 executed copy is written to a temporary file and renamed, so a failed notebook never leaves a
 half-executed page behind.
+
+Inside a notebook, :func:`print_config` is the one setup cell's report (versions, device, threads), and
+:func:`html_table` shows a table as an HTML table, which the book renders as a table whatever the
+Markdown flavour of its outputs. The browser check of the rendered book is :mod:`mmdis.book_check`.
+
+The module is also a Sphinx extension (``_config.yml`` lists it): the book renders the executed copies,
+which are not in the repository, so the theme's Colab buttons would open ``book/notebooks/...``;
+:func:`source_notebook_url` points them at the sources in ``notebooks/`` instead.
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 import time
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pandas as pd
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    import torch
 
 from mmdis.profiles import get_profile
 from mmdis.runtime.files import atomic_path
 
 #: Where the executed copies go, relative to the repository root (``_toc.yml`` points there).
 EXECUTED_DIR = Path("book") / "notebooks"
+#: Where the notebook sources are, relative to the repository root.
+SOURCE_DIR = Path("notebooks")
 
 
 def notebook_sources(src: str | Path = "notebooks") -> list[Path]:
@@ -36,15 +55,41 @@ def notebook_sources(src: str | Path = "notebooks") -> list[Path]:
 
 
 def profile_parameters(profile: str, root: str | Path = ".", device: str = "auto", seed: int = 0,
-                       models: str = "auto") -> dict:
-    """The papermill parameters of a profile: one work and one results folder per profile, as absolute
-    paths so that they do not depend on the folder the kernel runs in, where the models come from
-    (``models``, see :mod:`mmdis.pipeline`), plus the profile's own
-    :attr:`~mmdis.profiles.Profile.notebook` parameters."""
+                       models: str = "auto", relative_to: str | Path | None = None) -> dict:
+    """The papermill parameters of a profile: one work and one results folder per profile, where the
+    models come from (``models``, see :mod:`mmdis.pipeline`), plus the profile's own
+    :attr:`~mmdis.profiles.Profile.notebook` parameters.
+
+    The folders are absolute, or relative to ``relative_to`` (the folder the kernel runs in) when it is
+    given: the executed pages then show ``"../work/cpu"``, never a path of the machine that built them.
+    """
     root = Path(root).resolve()
-    return {"profile": profile, "work_dir": str(root / "work" / profile),
-            "results_dir": str(root / "results" / profile), "device": device, "seed": seed,
-            "model_source": models, **get_profile(profile).notebook}
+    folders = {"work_dir": root / "work" / profile, "results_dir": root / "results" / profile}
+    if relative_to is not None:
+        folders = {k: Path(os.path.relpath(v, Path(relative_to).resolve())) for k, v in folders.items()}
+    return {"profile": profile, **{k: v.as_posix() for k, v in folders.items()}, "device": device,
+            "seed": seed, "model_source": models, **get_profile(profile).notebook}
+
+
+#: The tag that collapses a notebook's default parameters in the book, once papermill has injected the
+#: values the page was run with below them (myst-nb's ``hide-cell``).
+HIDE_DEFAULTS_TAG = "hide-cell"
+
+
+def collapse_default_parameters(nb) -> int:
+    """Tag the default ``parameters`` cell of an executed notebook with :data:`HIDE_DEFAULTS_TAG` when
+    papermill injected parameters after it, so that the page shows the parameters once (the injected ones)
+    and keeps the defaults one click away. Returns the number of cells tagged."""
+    cells = nb["cells"]
+    tags = [c.get("metadata", {}).get("tags", []) for c in cells]
+    if not any("injected-parameters" in t for t in tags):
+        return 0
+    tagged = 0
+    for cell, cell_tags in zip(cells, tags):
+        if "parameters" in cell_tags and HIDE_DEFAULTS_TAG not in cell_tags:
+            cell.setdefault("metadata", {})["tags"] = [*cell_tags, HIDE_DEFAULTS_TAG]
+            tagged += 1
+    return tagged
 
 
 def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: str | Path = EXECUTED_DIR,
@@ -52,6 +97,9 @@ def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: 
                       root: str | Path = ".", timeout: int | None = None,
                       progress: bool = True, models: str = "auto") -> list[dict]:
     """Run every notebook of ``src`` with papermill into ``dst``.
+
+    The folders are injected relative to each notebook's folder (where its kernel runs), and the default
+    parameters cell is collapsed under the injected one (:func:`collapse_default_parameters`).
 
     Args:
         profile: the training profile the notebooks load or train (``smoke``, ``cpu``, ``paper``).
@@ -70,9 +118,9 @@ def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: 
     Raises:
         papermill.PapermillExecutionError: naming the notebook and the cell that failed.
     """
+    import nbformat
     import papermill
 
-    params = profile_parameters(profile, root, device, seed, models)
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     sources = notebook_sources(src)
@@ -82,72 +130,80 @@ def execute_notebooks(profile: str = "cpu", src: str | Path = "notebooks", dst: 
     for path in tqdm(sources, desc=f"notebooks ({profile})", unit="nb", disable=not progress):
         out = dst / path.name
         tick = time.perf_counter()
+        params = profile_parameters(profile, root, device, seed, models, relative_to=path.parent)
         with atomic_path(out, suffix=".ipynb") as tmp:
             papermill.execute_notebook(str(path), str(tmp), parameters=params, cwd=str(path.parent),
                                        progress_bar=False, execution_timeout=timeout, kernel_name="python3")
+            executed = nbformat.read(tmp, as_version=4)
+            collapse_default_parameters(executed)
+            nbformat.write(executed, tmp)
         done.append({"name": path.name, "output": str(out), "seconds": round(time.perf_counter() - tick, 1)})
     return done
 
 
-#: Text that betrays a failed cell in a rendered notebook page.
-ERROR_MARKERS = ("Traceback (most recent call last)", "PapermillExecutionError", "NameError:",
-                 "ModuleNotFoundError:", "ValueError:", "RuntimeError:", "AssertionError")
+#: The packages whose versions :func:`print_config` reports, in that order.
+CONFIG_PACKAGES = ("mmdis", "torch", "numpy", "scipy", "pandas", "matplotlib", "monai", "nibabel")
 
 
-def check_rendered_book(html_dir: str | Path = "_build/html", chromium: str = "/usr/bin/chromium",
-                        chromedriver: str = "/usr/bin/chromedriver") -> dict[str, list[str]]:
-    """Open every page of a built book in headless Chromium and report what a reader would see broken.
+def config_lines(device: torch.device | str = "cpu", profile: str | None = None) -> list[str]:
+    """The lines of :func:`print_config`: ``name: value``, aligned."""
+    import torch  # here, so that the Sphinx extension below loads without torch
 
-    A page fails when it does not load (no title or no main article), when an image is missing or did
-    not decode (``naturalWidth == 0``), or when its text shows a Python error from an executed cell.
+    device = torch.device(device)
+    rows = [("python", f"{platform.python_version()} ({sys.platform})")]
+    for name in CONFIG_PACKAGES:
+        try:
+            rows.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            rows.append((name, "not installed"))
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    rows += [("device", f"{device}{gpu}"), ("torch threads", str(torch.get_num_threads())),
+             ("CPU cores", str(os.cpu_count()))]
+    if profile is not None:
+        rows.append(("profile", profile))
+    width = max(len(k) for k, _ in rows)
+    return [f"{k:<{width}}  {v}" for k, v in rows]
 
-    Args:
-        html_dir: the ``_build/html`` folder of ``jupyter-book build``.
-        chromium, chromedriver: Debian's ``chromium`` and ``chromium-driver`` binaries.
 
-    Returns:
-        ``pages``: every page checked (relative path) -> its number of images; ``problems``: page -> list
-        of problems, only for pages that have some (empty: the book is fine).
+def print_config(device: torch.device | str = "cpu", profile: str | None = None) -> None:
+    """Print what a notebook runs with: Python and package versions, the device, torch's threads and the
+    CPU cores, and the profile (like MONAI's ``print_config``). ``device`` is the one
+    :func:`mmdis.runtime.device.resolve_device` chose."""
+    print("\n".join(config_lines(device, profile)))
 
-    Raises:
-        FileNotFoundError: if ``html_dir`` has no ``index.html`` or the browser is not installed.
+
+def html_table(table: pd.DataFrame, floatfmt: str = ".2f", caption: str | None = None):
+    """A DataFrame as an HTML table for a notebook's output (``IPython.display.HTML``).
+
+    Numbers are written with ``floatfmt``, missing values as empty cells; the table keeps pandas'
+    ``dataframe`` class, so the book styles it like every other DataFrame output. Prefer it to Markdown
+    text, which the book's output renderer (CommonMark) does not parse as a table.
     """
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from IPython.display import HTML
 
-    html_dir = Path(html_dir).resolve()
-    if not (html_dir / "index.html").is_file():
-        raise FileNotFoundError(f"{html_dir} has no index.html: build the book first")
-    for binary in (chromium, chromedriver):
-        if not Path(binary).is_file():
-            raise FileNotFoundError(f"{binary} is missing (apt-get install chromium chromium-driver)")
-    skip = {"genindex.html", "search.html", "py-modindex.html"}
-    pages = sorted(p for p in html_dir.rglob("*.html") if p.name not in skip
-                   and not any(part.startswith("_") for part in p.relative_to(html_dir).parts))
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    problems: dict[str, list[str]] = {}
-    checked: dict[str, int] = {}
-    try:
-        for page in pages:
-            name = str(page.relative_to(html_dir))
-            driver.get(page.as_uri())
-            found = []
-            article = driver.execute_script("return !!document.querySelector('main, article');")
-            if not driver.title or not article:
-                found.append("page did not load (no title or main article)")
-            broken = driver.execute_script(
-                "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-                ".map(i => i.getAttribute('src'));")
-            found += [f"image not shown: {src}" for src in broken]
-            text = driver.execute_script("return document.body ? document.body.innerText : '';")
-            found += [f"error in the output: {m}" for m in ERROR_MARKERS if m in text]
-            checked[name] = int(driver.execute_script("return document.images.length;"))
-            if found:
-                problems[name] = found
-    finally:
-        driver.quit()
-    return {"pages": checked, "problems": problems}
+    numbers = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    styler = table.style.format(f"{{:{floatfmt}}}", subset=numbers, na_rep="")
+    if caption:
+        styler = styler.set_caption(caption)
+    return HTML(styler.set_table_attributes('class="dataframe"').to_html())
+
+
+# ------------------------------------------------------------------------------ Sphinx extension
+def source_notebook_url(url: str) -> str:
+    """A launch URL that names an executed copy (``.../blob/main/book/notebooks/05_x.ipynb``), pointed at
+    the notebook's source (``.../blob/main/notebooks/05_x.ipynb``); other URLs are returned unchanged."""
+    return url.replace(f"/{EXECUTED_DIR.as_posix()}/", f"/{SOURCE_DIR.as_posix()}/", 1)
+
+
+def _launch_buttons_to_sources(app, pagename, templatename, context, doctree) -> None:
+    # Runs after sphinx-book-theme has put its launch buttons into the page context.
+    for group in context.get("header_buttons", []):
+        for button in group.get("buttons", []) if isinstance(group, dict) else []:
+            if "url" in button:
+                button["url"] = source_notebook_url(button["url"])
+
+
+def setup(app) -> dict:
+    """Sphinx entry point: rewrite the launch buttons of every page (see :func:`source_notebook_url`)."""
+    app.connect("html-page-context", _launch_buttons_to_sources, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

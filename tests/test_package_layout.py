@@ -20,7 +20,7 @@ LAYERS = layering([
     ["mmdis.training"],
     ["mmdis.plotting"],
     ["mmdis.evaluation", "mmdis.inspection"],
-    ["mmdis.pipeline", "mmdis.book", "mmdis.study"],
+    ["mmdis.pipeline", "mmdis.book", "mmdis.book_check", "mmdis.study"],
     ["mmdis.commands"],
     ["mmdis.cli"],
 ])
