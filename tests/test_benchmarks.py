@@ -157,5 +157,7 @@ def test_native_grid_rows_on_a_case_with_two_modalities(tmp_path):
 
     write_authors_case(tmp_path, modalities=("flair", "t1ce"))
     rows = bench_native(tmp_path, patch=16, channels=2, dev=torch.device("cpu"))
-    assert [r.unit for r in rows] == ["s", "MiB"]
-    assert "3 subsets" in rows[0].quantity and rows[0].value > 0
+    assert [r.unit for r in rows] == ["s", "MiB", "s", "MiB"]
+    assert "one predict (2 sequences)" in rows[0].quantity and rows[0].value > 0
+    assert "3 subsets" in rows[2].quantity and rows[2].value > 0
+    assert all(r.value >= 0 for r in rows)

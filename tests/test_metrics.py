@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
@@ -12,7 +13,10 @@ from monai.metrics.regression import compute_ssim_and_cs
 from scipy.ndimage import gaussian_filter
 
 from mmdis.metrics import (
+    ET_PP,
     HD95_WORST_CASE_MM,
+    MetricConfig,
+    case_metrics,
     et_postprocess,
     hd95,
     overlap_scores,
@@ -21,6 +25,7 @@ from mmdis.metrics import (
     segmentation_metrics,
     ssim,
     surface,
+    surface_distances,
 )
 
 
@@ -116,6 +121,85 @@ def test_absent_et_only_affects_et():
     m = segmentation_metrics(truth, truth)
     assert m["ET"] == {"dice": 1.0, "sensitivity": 1.0, "precision": 1.0, "hd95": 0.0}
     assert m["WT"]["dice"] == m["TC"]["dice"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("pred_empty", "truth_empty", "expected"),
+    [
+        (True, True, {"dice": np.nan, "sensitivity": np.nan, "precision": np.nan, "hd95": np.nan}),
+        (False, True, {"dice": 0.0, "sensitivity": np.nan, "precision": 0.0, "hd95": 373.0}),
+        (True, False, {"dice": 0.0, "sensitivity": 0.0, "precision": np.nan, "hd95": 373.0}),
+    ],
+    ids=["both-empty", "truth-empty", "pred-empty"],
+)
+def test_empty_mask_convention_brats2025(pred_empty, truth_empty, expected):
+    pred, truth = _case(pred_empty, truth_empty)
+    for definition in ("directed-max", "pooled"):
+        scores = segmentation_metrics(pred, truth, (1.0, 2.0, 3.0), definition, "brats2025")
+        for region, values in scores.items():
+            assert values.keys() == expected.keys()
+            for k, v in values.items():
+                assert v == expected[k] or (np.isnan(v) and np.isnan(expected[k])), (region, k)
+
+
+def test_disjoint_masks_depend_on_the_convention():
+    pred, truth = np.zeros((4, 4, 12), bool), np.zeros((4, 4, 12), bool)
+    pred[1:3, 1:3, 0:2], truth[1:3, 1:3, 6:8] = True, True  # 5 to 7 mm apart along the last axis
+    assert hd95(pred, truth) == pytest.approx(6.0)  # brats2018: measured (the 95th percentile of 5s and 6s)
+    assert hd95(pred, truth, definition="pooled", empty="brats2025") == 373.0  # no overlap: the worst case
+    assert overlap_scores(pred, truth, "brats2025") == {"dice": 0.0, "sensitivity": 0.0, "precision": 0.0}
+
+
+def test_pooled_hd95_by_hand():
+    # pred: a 1 x 1 x 2 bar; truth: the same bar plus 18 voxels trailing 1..18 mm along the last axis.
+    pred, truth = np.zeros((3, 3, 24), bool), np.zeros((3, 3, 24), bool)
+    pred[1, 1, 1:3] = True
+    truth[1, 1, 1:21] = True
+    to_truth, to_pred = surface_distances(pred, truth)
+    assert sorted(to_truth) == [0.0, 0.0] and sorted(to_pred) == [0.0, 0.0, *range(1, 19)]
+    pooled = np.percentile([0, 0, 0, 0, *range(1, 19)], 95)
+    assert hd95(pred, truth, definition="pooled") == pytest.approx(pooled)
+    assert hd95(pred, truth) == pytest.approx(np.percentile([0, 0, *range(1, 19)], 95))
+    assert hd95(pred, truth, definition="pooled") < hd95(pred, truth)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pooled_is_never_above_directed_max(seed):
+    rng = np.random.default_rng(seed)
+    pred, truth = _blob((14, 14, 14), rng), _blob((14, 14, 14), rng, 1)
+    spacing = tuple(rng.uniform(0.5, 2.0, 3))
+    assert hd95(pred, truth, spacing, definition="pooled") <= hd95(pred, truth, spacing) + 1e-9
+
+
+@pytest.mark.parametrize("kwargs", [{"definition": "mean"}, {"empty": "brats2030"}])
+def test_unknown_metric_options_are_refused(kwargs):
+    mask = np.ones((2, 2, 2), bool)
+    with pytest.raises(ValueError, match="expected one of"):
+        hd95(mask, mask, **kwargs)
+    with pytest.raises(ValueError, match="expected one of"):
+        MetricConfig(**{"hd95" if "definition" in kwargs else "empty": next(iter(kwargs.values()))})
+
+
+def test_metric_config_describes_itself():
+    text = MetricConfig().describe()
+    assert "directed-max" in text and "brats2018" in text and "without small-ET" in text
+    text = MetricConfig(hd95="pooled", empty="brats2025", et_postprocess=True).describe()
+    assert "pooled" in text and "brats2025" in text and "fewer than 500 voxels" in text and "<" not in text
+
+
+def test_case_metrics_adds_et_pp_and_leaves_the_raw_regions():
+    truth = np.zeros((10, 10, 10), np.uint8)
+    truth[2:8, 2:8, 2:8] = 2
+    truth[3:6, 3:6, 3:6] = 1  # no enhancing tumour in the truth
+    pred = truth.copy()
+    pred[4, 4, 4:6] = 3  # a 2-voxel false-positive ET
+    plain = case_metrics(pred, truth)
+    assert set(plain) == {"WT", "TC", "ET"} and plain["ET"]["dice"] == 0.0
+    both = case_metrics(pred, truth, config=MetricConfig(et_postprocess=True))
+    assert {r: both[r] for r in plain} == plain
+    assert both[ET_PP] == {"dice": 1.0, "sensitivity": 1.0, "precision": 1.0, "hd95": 0.0}
+    kept = case_metrics(pred, truth, config=MetricConfig(et_postprocess=True, et_min_voxels=2))
+    assert kept[ET_PP] == kept["ET"]  # 2 voxels are not below a threshold of 2
 
 
 # --- cross-checks against MONAI --------------------------------------------------------
@@ -290,3 +374,37 @@ def test_reconstruction_rejects_bad_inputs():
         reconstruction_metrics(np.where(mask, np.nan, 0), target, mask)
     with pytest.raises(ValueError, match="win_size"):
         ssim(recon, target, mask, win_size=4)
+
+
+# --- the options threaded through the evaluation and stated by its tables -------------------------
+
+def test_table2_states_its_metric_definitions():
+    from mmdis.evaluation.tables import table2, table2_markdown
+
+    rows = [{"method": "m", "case": "c", "subset": "FLAIR", "region": r, "metric": "dice", "value": 0.5}
+            for r in ("WT", "TC", "ET", ET_PP)]
+    config = MetricConfig(hd95="pooled", empty="brats2025", et_postprocess=True)
+    table = table2(pd.DataFrame(rows), definitions=config)
+    assert table.attrs["definitions"] == config.describe()
+    assert list(table.columns[-4:]) == ["m WT", "m TC", "m ET", f"m {ET_PP}"]
+    assert table2_markdown(table).rstrip().endswith(config.describe())
+    assert "definitions" not in table2(pd.DataFrame(rows)).attrs  # nothing stated, nothing written
+
+
+@pytest.mark.slow
+def test_evaluation_reports_et_pp_only_when_asked(phantom_cache, tmp_path):
+    from mmdis.evaluation.evaluate import EvalConfig, evaluate_run
+    from mmdis.training.export import materialise
+
+    run = materialise("cpu", "robustseg", tmp_path / "robustseg")
+    base = EvalConfig(recon_cases=0, device="cpu", allow_train_overlap=True)  # the phantom it was trained on
+    assert "metrics" not in base.resolved("cpu")  # default scoring: cached rows keep their keys
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the overlap with its training phantom, on purpose
+        plain = evaluate_run(run, phantom_cache, base, progress=False)
+        both = evaluate_run(run, phantom_cache, EvalConfig(**{**base.__dict__, "metrics": MetricConfig(
+            et_postprocess=True)}), progress=False)
+    assert set(plain["region"]) == {"WT", "TC", "ET"} and set(both["region"]) == {"WT", "TC", "ET", ET_PP}
+    key = ["case", "subset", "region", "metric"]
+    pd.testing.assert_frame_equal(plain.sort_values(key).reset_index(drop=True),
+                                  both[both["region"] != ET_PP].sort_values(key).reset_index(drop=True))

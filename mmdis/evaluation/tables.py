@@ -16,6 +16,7 @@ import pandas as pd
 
 from mmdis.conventions import MODALITIES, MODALITY_NAMES, REGIONS, SUBSETS, subset_dots, subset_name
 from mmdis.evaluation.tidy import SUBSET_ORDER, first_seen, region_order, select_metric
+from mmdis.metrics import MetricConfig
 from mmdis.runtime.files import write_text
 
 #: Metrics that are fractions and are shown as percentages in the tables (84.45 for a Dice of 0.8445).
@@ -44,7 +45,8 @@ def _subset_means(d: pd.DataFrame, metric: str, percent: bool | None) -> tuple[p
     return wide.loc[rows, cols], percent
 
 
-def table2(df: pd.DataFrame, metric: str = "dice", percent: bool | None = None) -> pd.DataFrame:
+def table2(df: pd.DataFrame, metric: str = "dice", percent: bool | None = None,
+           definitions: MetricConfig | str | None = None) -> pd.DataFrame:
     """The paper's Table 2: one row per modality subset, one column per method and region.
 
     Layout (flat columns, so the table writes to CSV and Markdown as it is):
@@ -64,10 +66,13 @@ def table2(df: pd.DataFrame, metric: str = "dice", percent: bool | None = None) 
         df: tidy result table (:mod:`mmdis.evaluation.tidy`).
         metric: which metric to tabulate.
         percent: show values x 100; by default for :data:`PERCENT_METRICS` only.
+        definitions: how the scores were computed (HD95 definition, empty-mask convention, ET rule): a
+            :class:`~mmdis.metrics.MetricConfig` or its :meth:`~mmdis.metrics.MetricConfig.describe` line;
+            recorded as ``attrs["definitions"]`` and written under the Markdown table.
 
     Returns:
-        The table; ``table.attrs`` records ``metric``, ``percent`` and ``cases`` (method -> number of
-        distinct cases), for captions.
+        The table; ``table.attrs`` records ``metric``, ``percent``, ``cases`` (method -> number of
+        distinct cases) and, if given, ``definitions``, for captions.
 
     Raises:
         ValueError: if ``df`` is not a valid result table or has no row of ``metric``.
@@ -85,7 +90,14 @@ def table2(df: pd.DataFrame, metric: str = "dice", percent: bool | None = None) 
     table.index.name = "subset"
     cases = d.groupby("method", sort=False)["case"].nunique()
     table.attrs = {"metric": metric, "percent": percent, "cases": {m: int(n) for m, n in cases.items()}}
+    if definitions is not None:
+        table.attrs["definitions"] = caption_line(definitions)
     return table
+
+
+def caption_line(definitions: MetricConfig | str) -> str:
+    """The line saying how a table's scores were computed (:meth:`~mmdis.metrics.MetricConfig.describe`)."""
+    return definitions.describe() if isinstance(definitions, MetricConfig) else str(definitions)
 
 
 def table2_values(table: pd.DataFrame) -> pd.DataFrame:
@@ -107,14 +119,17 @@ def _format_markdown(table: pd.DataFrame, floatfmt: str) -> str:
 
 
 def table2_markdown(table: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    """A :func:`table2` as a Markdown pipe table (values with ``floatfmt``, empty cells for NaN)."""
+    """A :func:`table2` as a Markdown pipe table (values with ``floatfmt``, empty cells for NaN), followed
+    by its ``attrs["definitions"]`` line when it has one."""
+    note = table.attrs.get("definitions")
+    footer = f"\n{note}\n" if note else ""
     try:
         import tabulate  # noqa: F401  (DataFrame.to_markdown needs it)
     except ImportError:
-        return _format_markdown(table, floatfmt)
+        return _format_markdown(table, floatfmt) + footer
     # tabulate leaves NaN as "nan"; None is what it treats as missing.
     cells = table.astype(object).where(table.notna(), None)
-    return cells.to_markdown(floatfmt=floatfmt, missingval="") + "\n"
+    return cells.to_markdown(floatfmt=floatfmt, missingval="") + "\n" + footer
 
 
 def write_table2(table: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".2f") -> tuple[Path, Path]:
