@@ -11,6 +11,13 @@ PROFILE ?= cpu
 # Where the networks come from: auto (the book models shipped in mmdis/book_models/<profile> when the
 # profile has them, else trained), shipped, or retrain.
 MODELS ?= auto
+# Real data for the book, read where they lie and never copied or written into a notebook: REAL_DATA is a
+# labelled dataset folder (e.g. the BraTS 2023 sample) that notebook 08 scores the book models on;
+# BRATS2015_SAMPLE is the FLAIR + T1c sample that notebook 01 shows beside the phantom. Empty: skipped.
+REAL_DATA ?=
+BRATS2015_SAMPLE ?=
+NOTEBOOK_ENV := $(if $(REAL_DATA),MMDIS_REAL_DATA=$(abspath $(REAL_DATA))) \
+	$(if $(BRATS2015_SAMPLE),MMDIS_BRATS2015_SAMPLE=$(abspath $(BRATS2015_SAMPLE)))
 export MPLBACKEND := Agg
 
 .PHONY: book test lint env results reproduce book-models notebooks html check-book browser clean
@@ -29,7 +36,8 @@ $(VENV)/.installed: pyproject.toml
 book: env
 	$(PY) -m mmdis.cli phantom $(DATA)/preview --cases 1 --spacing 2 --overwrite \
 		--preview book/images/phantom_preview.png
-	$(MAKE) results notebooks html PROFILE=$(PROFILE) MODELS=$(MODELS)
+	$(MAKE) results notebooks html PROFILE=$(PROFILE) MODELS=$(MODELS) REAL_DATA=$(REAL_DATA) \
+		BRATS2015_SAMPLE=$(BRATS2015_SAMPLE)
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
 ## Evaluate every method (phantom -> models -> results/$(PROFILE)); the models as MODELS says.
@@ -48,7 +56,7 @@ book-models: reproduce
 
 ## Execute the notebooks with papermill into book/notebooks (they reuse the reproduction).
 notebooks: env
-	$(PY) -m mmdis.cli notebooks --profile $(PROFILE) --models $(MODELS)
+	$(NOTEBOOK_ENV) $(PY) -m mmdis.cli notebooks --profile $(PROFILE) --models $(MODELS)
 
 ## Render the executed notebooks and pages; warnings are errors.
 html: env
@@ -69,7 +77,7 @@ browser:
 test: env browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
-	$(MAKE) notebooks html check-book PROFILE=smoke
+	$(MAKE) notebooks html check-book PROFILE=smoke REAL_DATA=$(REAL_DATA) BRATS2015_SAMPLE=$(BRATS2015_SAMPLE)
 
 lint: env
 	$(VENV)/bin/ruff check .

@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmdis.data.cache import Cache
+from mmdis.data.cache import SPLITS, Cache
 from mmdis.pipeline import METHODS, cache_dir_for, run_dir_for
 from mmdis.profiles import get_profile
 from mmdis.runtime.files import write_text
 from mmdis.runtime.machine import cpu_model
 from mmdis.study import run_study
+from mmdis.training.checkpoint import read_checkpoint
 from mmdis.training.config import make_config
 from mmdis.training.export import (
     FIRST_STEPS,
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dirs[method] = run_dir
         if args.skip_models:
             continue
-        ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint(run_dir / "last.pt")
         if ckpt["epoch"] < config.epochs:
             print(f"{run_dir} is unfinished ({ckpt['epoch']}/{config.epochs} epochs)", file=sys.stderr)
             return 2
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                          "mean_step_seconds": round(float(np.mean(steps)), 4),
                          "amp": env.get("amp"), "amp_setting": config.amp, "cpu": cpu_model(),
                          "torch_threads": env.get("torch_threads")},
+            # What it was trained and validated on, for the train/test overlap check of evaluation.
+            "data": {"splits": {name: cache.case_ids(name) for name in SPLITS}},
             "first_losses": {"logged": first_losses(run_dir / "metrics.csv",
                                                     min(FIRST_STEPS, config.iters_per_epoch)),
                              "float32": first_losses_float32(args.profile, method, cache_dir)},

@@ -9,7 +9,7 @@ Subcommands::
     mmdis summary [--size 80] [--channels 16]
     mmdis bench [--patch 80] [--cache DIR] [--channels 16] [--profile P] [--threads N]
     mmdis train --profile P --method M --data DIR [DIR ...] --run-dir DIR [--resume] [--set K=V ...]
-    mmdis evaluate RUN_DIR... --data DIR --out DIR [--split test]
+    mmdis evaluate RUN_DIR... --data DIR --out DIR [--split test] [--blend B] [--hd95 D] [--empty C]
     mmdis predict --model RUN_DIR [--flair F] [--t1 F] [--t1ce F] [--t2 F] -o SEG.nii.gz
     mmdis reproduce --profile P [--data DIR ...] [--work DIR] [--results DIR] [--methods M ...]
     mmdis notebooks --profile P [--only NN ...]
@@ -28,9 +28,10 @@ from mmdis.conventions import MODALITIES
 
 def build_parser() -> argparse.ArgumentParser:
     from mmdis.data.layouts import LAYOUTS
+    from mmdis.metrics.definitions import EMPTY_CONVENTIONS, HD95_DEFINITIONS
     from mmdis.models.config import VARIANTS
     from mmdis.pipeline import METHODS, MODEL_SOURCES
-    from mmdis.profiles import PROFILES
+    from mmdis.profiles import BLENDS, PROFILES
 
     p = argparse.ArgumentParser(prog="mmdis", description=__doc__.split("\n")[0])
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -96,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, nargs="+",
                    help="a prepared cache, or raw dataset folder(s) (several make one mixed collection)")
     s.add_argument("--run-dir", required=True)
-    s.add_argument("--cache", help="where to prepare a raw --data folder (default: RUN_DIR/../cache/...)")
+    s.add_argument("--cache", help="where to prepare a raw --data folder (default: "
+                   "RUN_DIR/../cache-<name>-<hash>-<spacing>)")
     s.add_argument("--spacing", type=float, help="resampling of a raw --data folder in mm (0: none; "
                    "default: the profile's)")
     s.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
@@ -115,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--overlap", type=float)
     s.add_argument("--roi", type=int, nargs=3, metavar=("D", "H", "W"))
+    s.add_argument("--allow-train-overlap", action="store_true",
+                   help="score cases of a run's training split too (refused by default)")
+    s.add_argument("--blend", choices=list(BLENDS),
+                   help="how overlapping windows are averaged (default: the run's profile's)")
+    s.add_argument("--mask-to-brain", action=argparse.BooleanOptionalAction, default=None,
+                   help="set predictions outside the brain mask to background (default: the profile's)")
+    s.add_argument("--hd95", choices=list(HD95_DEFINITIONS), default="directed-max",
+                   help="HD95: larger directed 95th percentile (MONAI) or both pooled (BraTS 2023+)")
+    s.add_argument("--empty", choices=list(EMPTY_CONVENTIONS), default="brats2018",
+                   help="empty-mask convention: BraTS 2018-2022 (CaPTk) or the brats-evaluation package")
+    s.add_argument("--et-postprocess", action="store_true",
+                   help="also report ET-pp: ET after relabelling a small predicted ET as core")
     s.set_defaults(func=commands.cmd_evaluate)
 
     s = sub.add_parser("predict", help="segment one patient from any non-empty subset of modality files")
@@ -125,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--convention", default="brats2021", help="label numbering of the output")
     s.add_argument("--mask", help="brain mask NIfTI (default: non-zero voxels of the inputs)")
     s.add_argument("--zscored", action="store_true", help="inputs are already z-scored in the mask")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=commands.cmd_predict)
 
@@ -161,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CaseError, ValueError, FileNotFoundError, ImportError) as exc:
-        print(f"mmdis {args.command}: error: {exc}", file=sys.stderr)
+    except (CaseError, ValueError, OSError, ImportError, FloatingPointError, MemoryError) as exc:
+        # OSError covers a missing file and a full disk, both named by the writers; MemoryError a volume
+        # too large for this machine.
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"mmdis {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -44,7 +44,7 @@ def cmd_preview(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from mmdis.data.cache import PrepareConfig, prepare
+    from mmdis.data.cache import Cache, PrepareConfig, prepare, split_sizes
 
     config = PrepareConfig(
         spacing=args.spacing,
@@ -60,7 +60,8 @@ def cmd_prepare(args) -> None:
     manifest = prepare(data_dirs if len(data_dirs) > 1 else data_dirs[0], cache_dir, config,
                        progress=not args.quiet)
     layouts = manifest["layout"] if isinstance(manifest["layout"], str) else "+".join(manifest["layout"])
-    print(f"{len(manifest['cases'])} cases ({layouts}) cached in {cache_dir}")
+    print(f"{len(manifest['cases'])} cases ({layouts}) cached in {cache_dir}; split: "
+          f"{split_sizes(Cache.open(cache_dir).splits)}")
     for entry in manifest["cases"]:
         missing = [m for m, a in zip(MODALITIES, entry["available"]) if not a]
         if missing:
@@ -93,6 +94,10 @@ def cmd_summary(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    for name in ("seconds", "patch", "channels", "threads", "eval_size"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
     _use_benchmarks("bench")
     from benchmarks.run import run_benchmarks
 
@@ -123,13 +128,11 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def _data_cache(data: list[str], cache: str | None, run_dir: Path, spacing, quiet: bool) -> Path:
-    from mmdis.pipeline import ensure_cache, is_cache
+    from mmdis.pipeline import cache_dir_for, ensure_cache, is_cache
 
     if len(data) == 1 and is_cache(data[0]):
         return Path(data[0])
-    tag = "native" if spacing is None else f"{spacing:g}mm"
-    name = "+".join(Path(d).resolve().name for d in data)
-    default = run_dir.parent / "cache" / f"{name}-{tag}"
+    default = cache_dir_for(run_dir.resolve().parent, [Path(d).resolve() for d in data], spacing)
     return ensure_cache(data if len(data) > 1 else data[0], cache or default, spacing, progress=not quiet)
 
 
@@ -148,6 +151,10 @@ def cmd_train(args) -> None:
         raise ValueError(f"--run-dir {run_dir} already holds a checkpoint; add --resume or choose another")
     spacing = get_profile(args.profile).spacing if args.spacing is None else (args.spacing or None)
     cache = _data_cache(args.data, args.cache, run_dir, spacing, args.quiet)
+    from mmdis.data.cache import Cache, split_sizes
+
+    print(f"data: {cache} ({split_sizes(Cache.open(cache).splits)}); training on the train split, "
+          "validating on val")
     result = train_run(config, cache, run_dir, progress=not args.quiet)
     if result.get("skipped"):
         print(f"{run_dir} has finished all {config.epochs} epochs; nothing to do")
@@ -161,6 +168,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from mmdis.evaluation.evaluate import EvalConfig, evaluate
     from mmdis.evaluation.report import write_figures
+    from mmdis.metrics import MetricConfig
     from mmdis.pipeline import is_cache
 
     for run in args.run_dirs:
@@ -173,12 +181,25 @@ def cmd_evaluate(args) -> None:
         raise ValueError(f"--data {args.data} is not a prepared cache (the first run was trained on "
                          f"{data.get('cache')})")
     config = EvalConfig(split=args.split, device=args.device, overlap=args.overlap,
-                        roi_size=tuple(args.roi) if args.roi else None)
+                        roi_size=tuple(args.roi) if args.roi else None,
+                        allow_train_overlap=args.allow_train_overlap, blend=args.blend,
+                        mask_to_brain=args.mask_to_brain,
+                        metrics=MetricConfig(hd95=args.hd95, empty=args.empty,
+                                             et_postprocess=args.et_postprocess))
     summary = evaluate(args.run_dirs, args.data, args.out, config, progress=not args.quiet)
     write_figures(args.out, args.run_dirs)
     print(f"results of {', '.join(summary['methods'])} in {args.out}")
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    """Each run's epoch and step, then the average Dice, saying over how many subsets it runs."""
+    for method, state in summary["run_states"].items():
+        done = "" if state["finished"] else f" of {state['epochs']}: UNFINISHED"
+        print(f"  {method}: weights of epoch {state['epoch']}{done}, step {state['step']}")
+    n = summary["subsets"]
     for column, value in summary["average_dice"].items():
-        print(f"  {column:>24}: {value:6.2f} % Dice (15-subset average)")
+        print(f"  {column:>24}: {value:6.2f} % Dice ({n}-subset average{'' if n == 15 else ' of 15'})")
 
 
 def cmd_predict(args) -> None:
@@ -186,9 +207,12 @@ def cmd_predict(args) -> None:
 
     inputs = {m: getattr(args, m) for m in MODALITIES if getattr(args, m)}
     result = predict_files(args.model, inputs, args.output, convention=args.convention, mask=args.mask,
-                           zscored=args.zscored, device=args.device, progress=not args.quiet)
+                           zscored=args.zscored, device=args.device, progress=not args.quiet,
+                           overwrite=args.overwrite)
+    state = result["run_state"]
     print(f"segmentation from {'+'.join(result['modalities'])} written to {result['output']} "
-          f"(voxels per label: {result['voxels']})")
+          f"(voxels per label: {result['voxels']}; weights of epoch {state['epoch']} of {state['epochs']}, "
+          f"step {state['step']})")
 
 
 def cmd_reproduce(args) -> None:
@@ -198,8 +222,7 @@ def cmd_reproduce(args) -> None:
                         methods=args.methods, device=args.device, seed=args.seed,
                         overrides=_overrides(args.set), progress=not args.quiet, models=args.models)
     print(f"results in {args.results} ({summary['models']} models):")
-    for column, value in summary["average_dice"].items():
-        print(f"  {column:>24}: {value:6.2f} % Dice (15-subset average)")
+    _print_summary(summary)
 
 
 def cmd_notebooks(args) -> None:

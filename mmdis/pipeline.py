@@ -23,19 +23,20 @@ Work folder layout::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import os
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmdis.data.cache import Cache, PrepareConfig, prepare
+from mmdis.data.cache import SPLITS, Cache, PrepareConfig, prepare
 from mmdis.models.config import VARIANTS
 from mmdis.profiles import get_profile
 from mmdis.runtime.configs import check_name
-from mmdis.runtime.files import save_json
+from mmdis.runtime.files import save_json, sweep_temporaries
+from mmdis.runtime.locks import folder_lock
 from mmdis.training.config import TrainConfig, make_config
 
 #: Where the networks of a reproduction come from (see the module docstring).
@@ -82,9 +83,14 @@ def run_key(config: TrainConfig, cache_dir: str | Path) -> str:
 
 
 def cache_dir_for(work_dir: str | Path, folders: Sequence[str | Path], spacing: float | None) -> Path:
-    """Where :func:`reproduce` prepares ``folders`` at ``spacing``: ``WORK/cache-<names>-<spacing>``."""
+    """Where raw ``folders`` are prepared at ``spacing``: ``WORK/cache-<names>-<hash>-<spacing>``.
+
+    The hash is of the folders' resolved paths, so ``/x/BraTS`` and ``/y/BraTS`` never share a cache
+    (and, were they to, every case's source fingerprint would rebuild it: see :mod:`mmdis.data.cache`).
+    """
     tag = "native" if spacing is None else f"{spacing:g}mm"
-    return Path(work_dir) / f"cache-{'+'.join(Path(f).name for f in folders)}-{tag}"
+    where = hashlib.sha256("\n".join(str(Path(f).resolve()) for f in folders).encode()).hexdigest()[:8]
+    return Path(work_dir) / f"cache-{'+'.join(Path(f).name for f in folders)}-{where}-{tag}"
 
 
 def run_dir_for(work_dir: str | Path, config: TrainConfig, cache_dir: str | Path) -> Path:
@@ -98,12 +104,12 @@ def run_finished(run_dir: str | Path, config: TrainConfig) -> bool:
     Raises:
         ValueError: if the checkpoint was written by another method.
     """
-    import torch
+    from mmdis.training.checkpoint import read_checkpoint
 
     path = Path(run_dir) / "last.pt"
     if not path.is_file():
         return False
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path)
     if ckpt.get("method") != config.method:
         raise ValueError(f"checkpoint {path} was saved by method {ckpt.get('method')!r}; it cannot be "
                          f"resumed as method {config.method!r}")
@@ -112,15 +118,47 @@ def run_finished(run_dir: str | Path, config: TrainConfig) -> bool:
 
 def train_run(config: TrainConfig, cache_dir: str | Path, run_dir: str | Path,
               progress: bool = True) -> dict[str, Any]:
-    """Train (or resume, or skip when finished) one run, recording its data in ``run_dir/data.json``."""
+    """Train (or resume, or skip when finished) one run, recording its data in ``run_dir/data.json``.
+
+    The run folder is locked for the whole call (by the first process of a ``torchrun`` group): a second
+    ``train`` into the same folder is refused instead of mixing one run's config with another's weights.
+    Temporaries that a killed writer left in the folder are removed first, and a fresh start that fails
+    before its first checkpoint removes what it wrote.
+
+    Raises:
+        mmdis.runtime.locks.FolderLockedError: another process is training into ``run_dir``.
+    """
+    from mmdis.runtime.device import resolve_device
+
+    run_dir = Path(run_dir)
+    resolve_device(config.device)  # a device that is not there fails before anything is written
+    if int(os.environ.get("RANK", "0")) != 0:  # the other ranks of a torchrun group follow rank 0
+        return _train_run(config, cache_dir, run_dir, progress)
+    with folder_lock(run_dir, "--run-dir"):
+        for folder in (run_dir, run_dir / "snapshots"):
+            sweep_temporaries(folder)
+        before = set(run_dir.iterdir())
+        fresh = not (run_dir / "last.pt").exists()
+        try:
+            return _train_run(config, cache_dir, run_dir, progress)
+        except BaseException:
+            if fresh and not (run_dir / "last.pt").exists():
+                # A start that failed before its first checkpoint (bad data, a non-finite first loss)
+                # leaves the folder as it found it; one with a checkpoint is kept, to resume.
+                for path in set(run_dir.iterdir()) - before:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+            raise
+
+
+def _train_run(config: TrainConfig, cache_dir: str | Path, run_dir: Path, progress: bool) -> dict[str, Any]:
     from mmdis.training.loop import train
 
     cache = Cache.open(cache_dir)
-    run_dir = Path(run_dir)
     finished = run_finished(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_json({"cache": str(Path(cache_dir).resolve()), "source": cache.manifest.get("source"),
-               "layout": cache.manifest.get("layout"), "preprocessing": cache.manifest.get("preprocessing")},
+               "layout": cache.manifest.get("layout"), "preprocessing": cache.manifest.get("preprocessing"),
+               "fingerprint": cache.fingerprint(), "splits": {s: cache.case_ids(s) for s in SPLITS}},
               run_dir / "data.json")
     if finished:
         return {"run_dir": str(run_dir), "skipped": True}
@@ -165,7 +203,7 @@ def reproduce(profile: str = "cpu", work_dir: str | Path = "work", results_dir: 
         check_name(method, VARIANTS, "method")
     work_dir, results_dir = Path(work_dir), Path(results_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(work_dir / ".lock"):
+    with folder_lock(work_dir, "--work", wait=True):  # two notebooks reproducing take turns
         shipped = _use_shipped(models, profile, methods, seed, overrides)
         return _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress,
                           shipped)
@@ -189,18 +227,6 @@ def _use_shipped(models: str, profile: str, methods: Sequence[str], seed: int,
         raise FileNotFoundError(f"profile {profile!r} ships no model of {missing} in {shipped_dir(profile)}; "
                                 "use models='retrain' (make reproduce) to train them")
     return True
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``, so that two processes reproducing into the same work folder
-    (e.g. two notebooks) take turns instead of writing the same runs at once."""
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _reproduce(profile, work_dir, results_dir, data, methods, device, seed, overrides, progress, shipped):

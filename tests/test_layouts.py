@@ -250,11 +250,34 @@ def test_empty_brain(tmp_path, layout):
         read_case(files)
 
 
-def test_one_empty_modality_is_not_an_empty_brain(tmp_path):
+def test_one_empty_modality_is_missing_not_data(tmp_path):
+    """An all-zero sequence is not an empty brain (the others show it), but it is no scan either: refused,
+    or with missing modalities allowed, dropped with a warning."""
     write_brats_case(tmp_path, "c1")
     files = _only_case(tmp_path)
     rewrite_volume(files.images["t1"], lambda a, aff: (np.zeros_like(a), aff))
-    assert not read_case(files).images["t1"].any()
+    with pytest.raises(MissingModalityError, match=r"c1_t1\.nii\.gz is constant \(0 everywhere\)"):
+        read_case(files)
+    with pytest.warns(UserWarning, match="treated as missing"):
+        case = read_case(files, allow_missing=True)
+    assert case.available == (True, False, True, True)
+
+
+@pytest.mark.parametrize("fill", ["everywhere", "brain"])
+def test_a_constant_modality_is_missing_not_data(tmp_path, fill):
+    """A constant sequence would make the whole volume count as brain (or z-score to zeros)."""
+    write_brats_case(tmp_path, "c2")
+    files = _only_case(tmp_path)
+    others = read_case(files)
+    brain = np.logical_or.reduce([v != 0 for m, v in others.images.items() if m != "t2"])
+
+    def constant(a, aff):
+        return (np.full_like(a, 7.0) if fill == "everywhere" else np.where(brain, 7.0, 0.0)), aff
+
+    rewrite_volume(files.images["t2"], constant)
+    with pytest.warns(UserWarning, match="c2_t2.nii.gz is constant"):
+        case = read_case(files, allow_missing=True)
+    assert case.available == (True, True, True, False)
 
 
 # --- file-name variants -----------------------------------------------------------------------------

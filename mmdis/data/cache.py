@@ -3,7 +3,8 @@
 Layout of a cache folder::
 
     CACHE/
-      manifest.json        # one entry per case: id, modalities present, shape, spacing, checksum
+      manifest.json        # one entry per case: id, modalities present, shape, spacing, checksum,
+                           # and the fingerprint of the source files it was made from
       splits.json          # seeded train / val / test case ids (+ unlabelled ones for inference)
       cases/<case_id>/     # written to a temporary folder, then renamed: never half-written
         image.npy          # float32 (M, D, H, W), z-scored; missing modalities are zero
@@ -12,12 +13,18 @@ Layout of a cache folder::
         meta.json          # available modalities, crop info, preprocessing parameters
 
 The arrays are plain ``.npy`` files so that training reads patches through memory maps.
+
+Nothing stale is reused: a cached case is kept only when both its preprocessing parameters and the
+fingerprint of its source files (path, size and modification time of every volume) are those of the
+current ``prepare``; anything else rebuilds that case. A case is checked against its manifest checksum when
+it is loaded, so an edited or truncated array is named instead of being trained on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +32,21 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from mmdis.conventions import MODALITIES
-from mmdis.data.preprocess import CropInfo, PreprocessedCase, preprocess_case
-from mmdis.runtime.files import atomic_path, save_json
+from mmdis.data.case_store import (
+    load_cached_case,
+    manifest_entry,
+    source_files,
+    source_fingerprint,
+    write_cached_case,
+)
+from mmdis.data.preprocess import PreprocessedCase, preprocess_case
+from mmdis.runtime.files import save_json, sweep_temporaries
+from mmdis.runtime.locks import folder_lock
 
 CACHE_VERSION = 1
 SPLITS = ("train", "val", "test")
+#: A training split smaller than this is worth a warning (the default split of 4 cases trains on 2).
+TINY_TRAIN_SPLIT = 5
 
 
 @dataclass(frozen=True)
@@ -65,74 +81,6 @@ class PrepareConfig:
     def preprocessing_key(self) -> dict:
         """The parameters that change a preprocessed case (a cached case is reused only if equal)."""
         return {"spacing": self.spacing, "margin": self.margin, "version": CACHE_VERSION}
-
-
-def _checksum(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def write_cached_case(case: PreprocessedCase, cases_dir: Path, key: dict, source: str = "") -> dict:
-    """Write one case into ``cases_dir/<case_id>/`` atomically and return its manifest entry."""
-    final = Path(cases_dir) / case.case_id
-    with atomic_path(final) as tmp:
-        tmp.mkdir()
-        np.save(tmp / "image.npy", case.image.astype(np.float32))
-        np.save(tmp / "mask.npy", case.mask.astype(bool))
-        if case.label is not None:
-            np.save(tmp / "label.npy", case.label.astype(np.uint8))
-        arrays = [tmp / "image.npy"] + ([tmp / "label.npy"] if case.label is not None else [])
-        meta = {
-            "case_id": case.case_id,
-            "available": [bool(a) for a in case.available],
-            "modalities": [m for m, a in zip(MODALITIES, case.available) if a],
-            "labelled": case.label is not None,
-            "label_convention": case.label_convention,
-            "crop": case.crop.to_dict(),
-            "preprocessing": key,
-            "source": source,
-            "checksum": _checksum(*arrays),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return manifest_entry(meta)
-
-
-def manifest_entry(meta: dict) -> dict:
-    crop = meta["crop"]
-    return {
-        "case_id": meta["case_id"],
-        "modalities": meta["modalities"],
-        "available": meta["available"],
-        "labelled": meta["labelled"],
-        "shape": list(crop["shape"]),
-        "spacing": list(crop["spacing"]),
-        "checksum": meta["checksum"],
-        "source": meta.get("source", ""),
-    }
-
-
-def load_cached_case(cache_dir: str | Path, case_id: str, mmap: bool = True) -> PreprocessedCase:
-    """Read one cached case; arrays are memory-mapped unless ``mmap=False``."""
-    d = Path(cache_dir) / "cases" / case_id
-    meta_path = d / "meta.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"case {case_id}: {meta_path} does not exist (was the cache prepared?)")
-    meta = json.loads(meta_path.read_text())
-    mode = "r" if mmap else None
-    label = np.load(d / "label.npy", mmap_mode=mode) if meta["labelled"] else None
-    return PreprocessedCase(
-        case_id=case_id,
-        image=np.load(d / "image.npy", mmap_mode=mode),
-        available=np.array(meta["available"], dtype=bool),
-        label=label,
-        mask=np.load(d / "mask.npy", mmap_mode=mode),
-        crop=CropInfo.from_dict(meta["crop"]),
-        label_convention=meta["label_convention"],
-    )
 
 
 def make_splits(case_ids: list[str], labelled: list[bool], seed: int, fractions) -> dict:
@@ -187,13 +135,32 @@ def prepare(
     Raises:
         ValueError: if a folder holds no case or two folders hold the same case id.
     """
-    from mmdis.data.layouts import detect_layout, discover_cases, read_case
-
     config = config or PrepareConfig()
     sources = [Path(data_dir)] if isinstance(data_dir, (str, Path)) else [Path(d) for d in data_dir]
     if not sources:
         raise ValueError("give at least one data folder to prepare")
     cache_dir = Path(cache_dir)
+    for source in sources:
+        _refuse_inside(cache_dir, source)
+    with folder_lock(cache_dir, "cache folder"):
+        sweep_temporaries(cache_dir)
+        sweep_temporaries(cache_dir / "cases")
+        return _prepare(sources, cache_dir, config, progress)
+
+
+def _refuse_inside(cache_dir: Path, source: Path) -> None:
+    """Refuse a cache folder that is, or lies inside, a raw data folder (or holds one): ``prepare`` would
+    write ``cases/`` among the data, and the next walk of that folder would meet them."""
+    cache, src = cache_dir.resolve(), source.resolve()
+    if cache == src or src in cache.parents or cache in src.parents:
+        raise ValueError(f"the cache folder {cache_dir} must lie outside the data folder {source} (and not "
+                         "contain it); choose another CACHE_DIR")
+
+
+def _prepare(sources: list[Path], cache_dir: Path, config: PrepareConfig, progress: bool) -> dict:
+    """The body of :func:`prepare`, inside the cache folder's lock."""
+    from mmdis.data.layouts import detect_layout, discover_cases, read_case
+
     jobs, layouts, seen = [], [], {}
     for source in sources:
         layout = config.layout or detect_layout(source)
@@ -211,16 +178,16 @@ def prepare(
     entries = []
     desc = f"prepare {'+'.join(dict.fromkeys(layouts))}"
     for source, layout, f in tqdm(jobs, desc=desc, unit="case", disable=not progress):
-        meta_path = cases_dir / f.case_id / "meta.json"
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("preprocessing") == key:
-                entries.append({**manifest_entry(meta), "layout": layout})
-                continue
+        fingerprint = source_fingerprint(source_files(f), f.case_id)
+        meta = _cached_meta(cases_dir / f.case_id / "meta.json")
+        if meta and meta.get("preprocessing") == key and meta.get("source_fingerprint") == fingerprint:
+            entries.append({**manifest_entry(meta), "layout": layout})
+            continue
         raw = read_case(f, allow_missing=config.allow_missing)
         case = preprocess_case(raw, target_spacing=config.spacing, margin=config.margin)
         folder = next(iter(f.images.values())).parent if f.channels is None else source
-        entries.append({**write_cached_case(case, cases_dir, key, source=str(folder)), "layout": layout})
+        entry = write_cached_case(case, cases_dir, key, source=str(folder), fingerprint=fingerprint)
+        entries.append({**entry, "layout": layout})
     single = len(sources) == 1
     manifest = {
         "version": CACHE_VERSION,
@@ -234,7 +201,26 @@ def prepare(
         [e["case_id"] for e in entries], [e["labelled"] for e in entries], config.seed, config.fractions
     )
     save_json(splits, cache_dir / "splits.json")
+    if 0 < len(splits["train"]) < TINY_TRAIN_SPLIT:
+        warnings.warn(f"the training split of {cache_dir} holds only {len(splits['train'])} case(s) "
+                      f"({split_sizes(splits)}); change the fractions (--split) or add cases", stacklevel=3)
     return manifest
+
+
+def split_sizes(splits: dict) -> str:
+    """``"2 train, 1 val, 1 test"`` (and the unlabelled cases, if any) of a split file."""
+    parts = [f"{len(splits.get(name, []))} {name}" for name in SPLITS]
+    if splits.get("unlabelled"):
+        parts.append(f"{len(splits['unlabelled'])} unlabelled")
+    return ", ".join(parts)
+
+
+def _cached_meta(path: Path) -> dict | None:
+    """A cached case's ``meta.json``, or ``None`` when it is missing or unreadable (then rebuilt)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -264,5 +250,27 @@ class Cache:
             raise ValueError(f"unknown split {split!r}; expected one of {[*SPLITS, 'unlabelled']}")
         return list(self.splits[split])
 
-    def load(self, case_id: str, mmap: bool = True) -> PreprocessedCase:
-        return load_cached_case(self.root, case_id, mmap=mmap)
+    def entry(self, case_id: str) -> dict:
+        """The manifest entry of a case.
+
+        Raises:
+            ValueError: if the manifest has no such case.
+        """
+        for entry in self.manifest["cases"]:
+            if entry["case_id"] == case_id:
+                return entry
+        raise ValueError(f"case {case_id!r} is not in {self.root / 'manifest.json'}")
+
+    def fingerprint(self, case_ids: Sequence[str] | None = None) -> str:
+        """A hash of the preprocessing and of the checksum and source fingerprint of every case (or of
+        ``case_ids``): it changes whenever any array a run or an evaluation reads could have changed."""
+        ids = self.case_ids() if case_ids is None else list(case_ids)
+        items = [[i, self.entry(i)["checksum"], self.entry(i).get("source_fingerprint", "")] for i in ids]
+        blob = json.dumps({"preprocessing": self.manifest.get("preprocessing"), "cases": items})
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def load(self, case_id: str, mmap: bool = True, verify: bool = True) -> PreprocessedCase:
+        """A case of the cache; with ``verify``, its arrays are checked against the manifest's checksum
+        (one read of the files, so a patch loader that opens each case once pays it once)."""
+        checksum = self.entry(case_id)["checksum"] if verify else None
+        return load_cached_case(self.root, case_id, mmap=mmap, checksum=checksum)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmdis.data.cache import load_cached_case
+from mmdis.data.case_store import load_cached_case, manifest_checksums
 
 _FG_SAMPLE = 20000  # foreground voxels remembered per case; plenty for sampling centres
 
@@ -87,6 +87,7 @@ class PatchDataset(Dataset):
         self.epoch = 0
         self._cases: dict = {}
         self._fg: dict = {}
+        self._checksums = manifest_checksums(self.cache_dir)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -96,7 +97,8 @@ class PatchDataset(Dataset):
 
     def _case(self, case_id):
         if case_id not in self._cases:
-            case = load_cached_case(self.cache_dir, case_id, mmap=True)
+            case = load_cached_case(self.cache_dir, case_id, mmap=True,
+                                    checksum=self._checksums.get(case_id))
             if case.label is None:
                 raise ValueError(f"PatchDataset: case {case_id} has no label; it cannot be used to train")
             self._cases[case_id] = case

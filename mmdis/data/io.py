@@ -7,6 +7,7 @@ case and the file, so that a failure deep inside a 300-case conversion says exac
 from __future__ import annotations
 
 import gzip
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,10 @@ import numpy as np
 
 from mmdis.conventions import MODALITIES
 from mmdis.runtime.files import atomic_path
+
+#: The most voxels one volume may claim in its header (2^28, 1 GiB as float32; BraTS has 8.9 million):
+#: a corrupt header cannot make the reader allocate more.
+MAX_VOXELS = 1 << 28
 
 
 class CaseError(ValueError):
@@ -99,8 +104,16 @@ def load_nifti(path: str | Path, case_id: str, what: str) -> tuple[np.ndarray, n
         raise MissingModalityError(f"case {case_id}: {what} file {path} does not exist")
     try:
         img = nib.load(str(path))
+        shape = tuple(int(n) for n in img.shape)
+        voxels = float(np.prod(shape, dtype=np.float64))
+        if voxels > MAX_VOXELS:
+            raise CorruptFileError(f"case {case_id}: the header of {what} file {path} claims shape {shape} "
+                                   f"({voxels:.3g} voxels, more than {MAX_VOXELS}); the file is corrupt or "
+                                   "not a brain MRI")
         data = np.asarray(img.dataobj, dtype=np.float32)
         affine = np.asarray(img.affine, dtype=np.float64)
+    except CaseError:
+        raise
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
             nib.filebasedimages.ImageFileError) as exc:
         raise CorruptFileError(
@@ -148,6 +161,50 @@ def check_finite(data: np.ndarray, case_id: str, path: str | Path) -> None:
         )
 
 
+def informative_images(images: dict[str, np.ndarray], sources: dict[str, str], case_id: str,
+                       allow_missing: bool) -> dict[str, np.ndarray]:
+    r"""The volumes of a case that carry an image; an all-zero or constant sequence counts as missing.
+
+    A volume is uninformative when it is constant everywhere (all zeros: an empty export) or constant
+    inside the brain that the other sequences show (a mask saved as an image). Kept as data it would be
+    z-scored to zeros and fused as if it were a scan, and a non-zero constant would make the whole volume
+    count as brain. With ``allow_missing`` it is dropped with a warning (it becomes a missing modality,
+    :math:`\delta_i = 0`); otherwise it is refused.
+
+    Args:
+        images: modality -> volume ``(X, Y, Z)``.
+        sources: modality -> file, for the messages.
+        case_id: named in the messages.
+        allow_missing: drop (and warn) instead of raising.
+
+    Returns:
+        ``images`` without the uninformative volumes.
+
+    Raises:
+        MissingModalityError: naming the file, if a volume is uninformative and ``allow_missing`` is
+            False, or if no volume is left.
+    """
+    why = {m: f"constant ({float(v.flat[0]):g} everywhere)" for m, v in images.items() if v.min() == v.max()}
+    rest = [v for m, v in images.items() if m not in why]
+    if rest:
+        brain = np.logical_or.reduce([v != 0 for v in rest])
+        for m in (m for m in images if m not in why):
+            inside = images[m][brain]
+            if inside.size and inside.min() == inside.max():
+                why[m] = f"constant inside the brain ({float(inside[0]):g})"
+    if not why:
+        return images
+    named = "; ".join(f"{sources.get(m, m)} is {reason}" for m, reason in why.items())
+    if not allow_missing:
+        raise MissingModalityError(f"case {case_id}: {named}: it carries no image (allow missing modalities "
+                                   "to treat it as missing)")
+    kept = {m: v for m, v in images.items() if m not in why}
+    if not kept:
+        raise MissingModalityError(f"case {case_id}: no sequence carries an image: {named}")
+    warnings.warn(f"case {case_id}: {named}; treated as missing", stacklevel=2)
+    return kept
+
+
 def check_same_geometry(
     shapes: dict[str, tuple[int, ...]],
     affines: dict[str, np.ndarray],
@@ -179,11 +236,15 @@ def check_same_geometry(
             )
 
 
-def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype=None) -> Path:
-    """Write a NIfTI file atomically (temporary file, then rename). Returns the path."""
+def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | Path, dtype=None,
+               description: str = "") -> Path:
+    """Write a NIfTI file atomically (temporary file, then rename); ``description`` goes into the
+    header's ``descrip`` field (79 characters at most). Returns the path."""
     path = Path(path)
     arr = np.asarray(data if dtype is None else data.astype(dtype))
     img = nib.Nifti1Image(arr, affine)
+    if description:
+        img.header["descrip"] = description[:79].encode("ascii", "replace")
     img.header.set_xyzt_units("mm")
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)

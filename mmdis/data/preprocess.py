@@ -86,11 +86,32 @@ def brain_mask_from_images(images: dict[str, np.ndarray], case_id: str = "?") ->
     field uses. Raises :class:`IntensityError` if it is empty.
     """
     mask = np.zeros(next(iter(images.values())).shape, dtype=bool)
-    for vol in images.values():
+    for modality, vol in images.items():
+        check_zero_background(vol, case_id, modality)
         mask |= vol != 0
     if not mask.any():
         raise IntensityError(f"case {case_id}: the brain is empty (every voxel of every modality is 0)")
     return mask
+
+
+def check_zero_background(volume: np.ndarray, case_id: str = "?", what: str = "image") -> None:
+    """Refuse a volume whose background is one non-zero constant: it is not skull-stripped with a zero
+    background (most often it was z-scored already, so its background is the mean's negative, e.g. -3.19),
+    and the brain mask derived from non-zero voxels would be the whole volume. The background is judged
+    by the volume's eight corners (outside the head in any brain MRI): equal, non-zero, and the value of
+    more than 5 % of the voxels.
+
+    Raises:
+        IntensityError: naming the case, the volume and the background value, with what to do.
+    """
+    corners = volume[np.ix_(*[[0, -1]] * volume.ndim)].ravel()
+    if (corners.size and corners[0] != 0 and np.all(corners == corners[0])
+            and np.count_nonzero(volume == corners[0]) > 0.05 * volume.size):
+        raise IntensityError(
+            f"case {case_id}: the background of {what} is the constant {float(corners[0]):.4g}, not 0, so "
+            "the brain cannot be told from it; the volume looks z-scored already: give its brain mask "
+            "(mmdis predict: --zscored --mask BRAIN.nii.gz) or a skull-stripped volume with a zero "
+            "background")
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:

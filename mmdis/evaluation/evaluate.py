@@ -7,7 +7,11 @@ precision) and HD95 are computed on the preprocessed grid (cropped to the brain,
 for variants that reconstruct, PSNR and SSIM of every modality the case has, inside the brain.
 
 A run's rows are cached in ``RUN_DIR/evaluation/<split>-<key>.csv``, keyed by the checkpoint's SHA-256 and
-step, the cache and the evaluation settings, so evaluating again (e.g. from ``mmdis reproduce``) reuses them.
+step, the cache with the checksum and source fingerprint of every case evaluated, and the evaluation
+settings, so evaluating again (e.g. from ``mmdis reproduce``) reuses them, and a retrained run, a rebuilt
+case or another setting never does. Before a run is used, :mod:`mmdis.evaluation.guards` warns when it is
+unfinished and refuses test cases that were in its training split; ``runs.csv`` and ``evaluation.json``
+record the epoch and step of every run's weights.
 """
 
 from __future__ import annotations
@@ -25,16 +29,18 @@ from tqdm.auto import tqdm
 
 from mmdis.conventions import MODALITIES, MODALITY_NAMES, subset_name
 from mmdis.data.cache import Cache
+from mmdis.evaluation.guards import check_no_leakage, run_state, warn_unfinished
 from mmdis.evaluation.stats import wilcoxon_tests
 from mmdis.evaluation.tables import ABLATION_METHODS, ablation_summary, table2, write_table2
 from mmdis.evaluation.tidy import RESULT_COLUMNS, metric_rows, read_results, write_results
 from mmdis.inference import feasible_subsets, predict_subsets
-from mmdis.metrics import reconstruction_metrics, segmentation_metrics
+from mmdis.metrics import MetricConfig, case_metrics, reconstruction_metrics
 from mmdis.models.config import ModelConfig
 from mmdis.models.networks import MultimodalSegNet
 from mmdis.profiles import BLENDS, get_profile
 from mmdis.runtime.device import resolve_amp, resolve_device
 from mmdis.runtime.files import save_json
+from mmdis.training.checkpoint import read_checkpoint
 from mmdis.training.config import TrainConfig
 from mmdis.training.export import WEIGHTS, load_weights, sha256
 
@@ -57,6 +63,10 @@ class EvalConfig:
             the authors); ``None`` takes the profile's.
         mask_to_brain: set every prediction outside the brain mask to background; ``None`` takes the
             profile's.
+        allow_train_overlap: evaluate even cases of the run's training split (with a warning); by
+            default that is refused (:func:`~mmdis.evaluation.guards.check_no_leakage`).
+        metrics: how segmentations are scored (:class:`~mmdis.metrics.MetricConfig`: the HD95 definition,
+            the empty-mask convention, and whether ET is also reported after small-ET post-processing).
     """
 
     split: str = "test"
@@ -68,6 +78,8 @@ class EvalConfig:
     amp: str = "run"
     blend: str | None = None
     mask_to_brain: bool | None = None
+    allow_train_overlap: bool = False
+    metrics: MetricConfig = MetricConfig()
 
     def __post_init__(self) -> None:
         if self.blend not in (None, *BLENDS):
@@ -85,6 +97,8 @@ class EvalConfig:
             "recon_cases": base.recon_cases if self.recon_cases == -1 else self.recon_cases,
             "blend": self.blend or base.eval_blend,
             "mask_to_brain": base.eval_mask if self.mask_to_brain is None else self.mask_to_brain,
+            # only a non-default scoring enters the settings, so rows cached before it existed stay valid
+            **({"metrics": asdict(self.metrics)} if self.metrics != MetricConfig() else {}),
         }
 
 
@@ -116,13 +130,17 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     if ckpt_path.suffix == ".safetensors":
         state, ckpt = load_weights(ckpt_path)
     else:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint(ckpt_path)
         state = ckpt["model"]
     if ckpt.get("method") != config.method:
         raise ValueError(f"{ckpt_path} holds method {ckpt.get('method')!r} but {config_path} says "
                          f"{config.method!r}")
     model = MultimodalSegNet(ModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        first = str(exc).strip().splitlines()[:2]
+        raise ValueError(f"{ckpt_path} does not fit its own model configuration: {' '.join(first)}") from None
     model.to(device).eval()
     meta = {k: ckpt[k] for k in ("method", "epoch", "step") if k in ckpt}
     meta["sha256"] = sha256(ckpt_path)
@@ -130,8 +148,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
 
 
 def _cache_key(run_meta: dict, cache: Cache, settings: dict) -> str:
+    """The weights' hash and counters, the split's cases with their checksums and sources, and every
+    evaluation setting: cached rows are reused only when all of them are what made the rows."""
     ids = cache.case_ids(settings["split"])
     blob = json.dumps({"run": run_meta, "cache": str(cache.root.resolve()), "ids": ids,
+                       "data": cache.fingerprint(ids),
                        "preprocessing": cache.manifest.get("preprocessing"), **settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -161,15 +182,19 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
     amp_dtype = resolve_amp(amp, device, train_config.bottom_depth)[0]
     settings["amp"] = str(amp_dtype)
     label = method or train_config.method
+    ids = cache.case_ids(config.split)
+    if not ids:
+        raise ValueError(f"the {config.split!r} split of {cache.root} is empty")
+    state = run_state(train_config, meta)
+    warn_unfinished(state, run_dir)
+    check_no_leakage(run_dir, ids, config.split, config.allow_train_overlap)
     key = _cache_key(meta, cache, settings)
     cached = run_dir / "evaluation" / f"{config.split}-{key}.csv"
     if cached.is_file():
         df = read_results(cached)
         df["method"] = label
+        df.attrs["run_state"] = {**state, "sha256": meta["sha256"]}
         return df
-    ids = cache.case_ids(config.split)
-    if not ids:
-        raise ValueError(f"the {config.split!r} split of {cache.root} is empty")
     rows: list[dict] = []
     for n, case_id in enumerate(tqdm(ids, desc=f"evaluate {label}", unit="case", disable=not progress)):
         case = cache.load(case_id, mmap=False)
@@ -183,7 +208,7 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
             pred.labels[:, ~case.mask] = 0  # tumour only inside the brain, as for `mmdis predict`
         for s, subset in enumerate(pred.subsets):
             name = subset_name(subset)
-            metrics = segmentation_metrics(pred.labels[s], case.label, case.crop.spacing)
+            metrics = case_metrics(pred.labels[s], case.label, case.crop.spacing, config.metrics)
             rows.extend(metric_rows(metrics, label, case_id, name))
             if pred.recon is None:
                 continue
@@ -197,6 +222,7 @@ def evaluate_run(run_dir: str | Path, cache_dir: str | Path, config: EvalConfig 
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     cached.parent.mkdir(parents=True, exist_ok=True)
     write_results(df, cached)
+    df.attrs["run_state"] = {**state, "sha256": meta["sha256"]}
     return df
 
 
@@ -220,10 +246,13 @@ def evaluate(run_dirs: Sequence[str | Path], cache_dir: str | Path, out_dir: str
     Writes ``results.csv`` (tidy), ``table2_dice.{csv,md}`` and the same for sensitivity, precision and
     HD95, ``reconstruction.{csv,md}`` (PSNR/SSIM per subset and modality) when a run reconstructs,
     ``wilcoxon.csv`` (paired tests against ``reference``), ``ablation.csv`` when the three ablation runs are
-    present, ``skipped.json`` (subsets the test cases cannot form) and ``evaluation.json``.
+    present, ``skipped.json`` (subsets the test cases cannot form), ``runs.csv`` (each run's folder,
+    epoch, step, planned epochs, whether it finished and the weights' SHA-256) and ``evaluation.json``.
 
     Returns:
-        A summary dict: the paths written, the methods, and the Table-2 average Dice per method and region.
+        A summary dict: the paths written, the methods, the Table-2 average Dice per method and region,
+        ``subsets`` (how many subsets the averages run over: 15 when every case has all four
+        sequences) and ``run_states`` (as in ``runs.csv``).
 
     Raises:
         ValueError: if two runs share a method name with no way to tell them apart, or ``run_dirs`` is empty.
@@ -240,12 +269,17 @@ def evaluate(run_dirs: Sequence[str | Path], cache_dir: str | Path, out_dir: str
         raise ValueError(f"run directories with the same method and folder name: {list(map(str, run_dirs))}")
     frames = [evaluate_run(r, cache_dir, config, method=label, progress=progress)
               for r, label in zip(run_dirs, labels)]
+    states = {label: {"run_dir": str(r), **f.attrs["run_state"]}
+              for r, label, f in zip(run_dirs, labels, frames)}
     df = pd.concat(frames, ignore_index=True)
+    df.attrs = {}
     written = {"results": write_results(df, out_dir / "results.csv")}
+    pd.DataFrame([{"method": k, **v} for k, v in states.items()]).to_csv(out_dir / "runs.csv", index=False)
+    written["runs"] = out_dir / "runs.csv"
     seg = df[df["metric"].isin(["dice", "sensitivity", "precision", "hd95"])]
     averages = {}
     for metric in ("dice", "sensitivity", "precision", "hd95"):
-        table = table2(seg, metric=metric)
+        table = table2(seg, metric=metric, definitions=config.metrics)
         written[f"table2_{metric}"] = write_table2(table, out_dir / f"table2_{metric}.csv")[0]
         if metric == "dice":
             avg = table.loc["Average"]
@@ -266,7 +300,8 @@ def evaluate(run_dirs: Sequence[str | Path], cache_dir: str | Path, out_dir: str
     skipped = skipped_subsets(cache_dir, config.split)
     save_json(skipped, out_dir / "skipped.json")
     summary = {"methods": labels, "runs": [str(r) for r in run_dirs], "cache": str(cache_dir),
-               "config": asdict(config), "average_dice": averages,
+               "config": asdict(config), "average_dice": averages, "run_states": states,
+               "subsets": int(seg["subset"].nunique()),
                "skipped_subsets": skipped, "files": {k: str(v) for k, v in written.items()}}
     save_json(summary, out_dir / "evaluation.json")
     return summary

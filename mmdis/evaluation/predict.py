@@ -16,21 +16,28 @@ from pathlib import Path
 import numpy as np
 
 from mmdis.conventions import MODALITIES, from_canonical, get_convention
-from mmdis.data.io import RawCase, check_same_geometry, load_nifti, save_nifti
+from mmdis.data.io import RawCase, check_same_geometry, informative_images, load_nifti, save_nifti
 from mmdis.data.preprocess import brain_mask_from_images, preprocess_case, restore_prediction
 from mmdis.evaluation.evaluate import load_run
+from mmdis.evaluation.guards import run_state, warn_unfinished
 from mmdis.inference import predict_subsets
 from mmdis.profiles import get_profile
 from mmdis.runtime.device import resolve_amp, resolve_device
+from mmdis.runtime.files import sweep_temporaries
 
 
 def run_spacing(run_dir: str | Path) -> float | None:
     """The isotropic spacing (mm) of the cache a run was trained on, from ``run_dir/data.json``
-    (``None``: the data were not resampled, or the run does not say)."""
-    path = Path(run_dir) / "data.json"
-    if not path.is_file():
+    (``None``: the data were not resampled). A run without ``data.json`` (a shipped book model) was
+    trained at its profile's spacing, which its ``config.json`` names."""
+    run_dir = Path(run_dir)
+    path = run_dir / "data.json"
+    if path.is_file():
+        return json.loads(path.read_text()).get("preprocessing", {}).get("spacing")
+    config = run_dir / "config.json"
+    if not config.is_file():
         return None
-    return json.loads(path.read_text()).get("preprocessing", {}).get("spacing")
+    return get_profile(json.loads(config.read_text())["profile"]).spacing
 
 
 def predict_files(
@@ -42,6 +49,7 @@ def predict_files(
     zscored: bool = False,
     device: str = "auto",
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Segment one case and write the labels to ``output``.
 
@@ -54,13 +62,21 @@ def predict_files(
         zscored: the inputs are already z-scored within the mask (the authors' preprocessed layout).
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: a progress bar over sliding windows.
+        overwrite: replace an existing ``output`` (refused otherwise).
+
+    An input that is all zeros or constant inside the brain is left out with a warning (it carries no
+    image: :func:`~mmdis.data.io.informative_images`), and an unfinished run is used with a warning. The
+    output's NIfTI header (``descrip``) names the method, epoch and step of the weights.
 
     Returns:
-        ``output``, the modalities used, and the voxel count of each output label.
+        ``output``, the modalities used, the voxel count of each output label and ``run_state`` (epoch,
+        step, planned epochs, finished).
 
     Raises:
         ValueError: no input, an unknown modality, an unknown convention; :class:`~mmdis.data.io.CaseError`
-            subclasses for missing, corrupt or mismatched files. Nothing is written then.
+            subclasses for missing, corrupt or mismatched files, or a non-zero constant background (input
+            z-scored already: give ``mask`` and ``zscored``). Nothing is written then.
+        FileExistsError: ``output`` exists and ``overwrite`` is False.
     """
     unknown = sorted(set(inputs) - set(MODALITIES))
     if unknown:
@@ -71,6 +87,9 @@ def predict_files(
     output = Path(output)
     if not output.name.endswith((".nii", ".nii.gz")):
         raise ValueError(f"output {output} must end in .nii or .nii.gz")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"output {output} exists; pass --overwrite to replace it")
+    sweep_temporaries(output.parent, output.name)  # what a killed earlier predict left of this output
     case_id = output.name.split(".")[0]
     images, affines, sources = {}, {}, {}
     for modality in MODALITIES:
@@ -90,12 +109,15 @@ def predict_files(
     check_same_geometry(shapes, affines, case_id, sources)
     if zscored and brain is None:
         raise ValueError("zscored inputs need their brain mask (--mask)")
+    images = informative_images(images, sources, case_id, allow_missing=True)
     raw = RawCase(case_id=case_id, layout="files", images=images, label=None,
                   affine=next(iter(affines.values())), label_convention=convention, brain_mask=brain,
                   zscored=zscored, sources=sources)
 
     dev = resolve_device(device)
-    model, config, _ = load_run(run_dir, dev)
+    model, config, meta = load_run(run_dir, dev)
+    state = run_state(config, meta)
+    warn_unfinished(state, run_dir)
     case = preprocess_case(raw, target_spacing=run_spacing(run_dir))
     profile = get_profile(config.profile)
     roi, overlap = profile.eval_window
@@ -113,7 +135,8 @@ def predict_files(
         labels[~brain_full] = 0
     out = from_canonical(labels, convention).astype(np.uint8)
     output.parent.mkdir(parents=True, exist_ok=True)
-    save_nifti(out, raw.affine, output, dtype=np.uint8)
+    note = f"mmdis {config.method} epoch {state['epoch']}/{state['epochs']} step {state['step']}"
+    save_nifti(out, raw.affine, output, dtype=np.uint8, description=note)
     values, counts = np.unique(out, return_counts=True)
     return {"output": str(output), "modalities": [m for m in MODALITIES if m in images],
-            "voxels": {int(v): int(c) for v, c in zip(values, counts)}}
+            "voxels": {int(v): int(c) for v, c in zip(values, counts)}, "run_state": state}

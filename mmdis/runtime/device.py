@@ -28,10 +28,29 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` is CUDA when available, else the CPU; any other name is passed to ``torch.device``."""
+    """``auto`` is CUDA when available, else the CPU; any other name is passed to ``torch.device``.
+
+    Raises:
+        ValueError: naming ``--device`` for a name torch does not know, or a CUDA device where none is
+            visible (instead of a failure deep inside the first ``.to(device)``).
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {name}: no CUDA GPU is visible to PyTorch here "
+                             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda is not None}); "
+                             "use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: only {count} CUDA GPU(s) are visible")
+    elif device.type not in ("cpu", "mps", "meta"):
+        raise ValueError(f"--device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
 
 
 # ------------------------------------------------------------------------------- mixed precision

@@ -42,12 +42,46 @@ def atomic_path(final: str | Path, suffix: str = "") -> Iterator[Path]:
         if final.is_dir() and tmp.is_dir():
             shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and str(final) not in str(exc):
+            # A full disk or a read-only folder: say which file could not be written.
+            raise OSError(exc.errno, f"cannot write {final}: {exc.strerror or exc}") from exc
         raise
+
+
+#: The name pattern of :func:`atomic_path`'s temporaries (``.<name>.<random>.tmp<suffix>``).
+TEMPORARY_GLOB = ".*.*.tmp*"
+
+
+def sweep_temporaries(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Remove what an interrupted writer (a kill, a power cut) left of :func:`atomic_path`'s temporaries.
+
+    Call it only where no other process can be writing: inside the folder's lock
+    (:func:`mmdis.runtime.locks.folder_lock`), or with ``name`` for one output only this caller writes.
+
+    Args:
+        folder: the folder to clean (not recursive); a missing folder is fine.
+        name: only the temporaries of this final file name (e.g. ``seg.nii.gz``); default: all.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = f".{name}.*.tmp*" if name else TEMPORARY_GLOB
+    removed = []
+    for path in folder.glob(pattern):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def write_text(path: str | Path, text: str) -> Path:

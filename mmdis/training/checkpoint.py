@@ -116,6 +116,35 @@ def save_checkpoint(
     return path
 
 
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The dict of a checkpoint file, read with ``torch.load(weights_only=True)`` only.
+
+    Every way a file can fail to be a checkpoint (missing, empty, truncated, random bytes, a pickle of
+    arbitrary Python objects, which ``weights_only`` refuses to run) becomes one error naming the file.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if it cannot be read as a checkpoint, or holds no ``model`` weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (0 bytes): a write was interrupted; delete it and "
+                         "train again, or restore it")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling raises many types; all mean the same here
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            why = "it holds Python objects besides tensors, which mmdis refuses to load (they could run code)"
+        else:
+            why = f"it is truncated or not a PyTorch checkpoint ({type(exc).__name__})"
+        raise ValueError(f"checkpoint {path} cannot be read: {why}") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"checkpoint {path} is not an mmdis checkpoint (no 'model' weights in it)")
+    return ckpt
+
+
 def load_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -148,9 +177,7 @@ def load_checkpoint(
             (both named in the message).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    ckpt = read_checkpoint(path, map_location)
     model = unwrap(model)
     config = getattr(model, "config", None)
     expected = method or (config.name if config is not None else None)

@@ -18,7 +18,7 @@ from mmdis.losses import LossConfig
 from mmdis.models.config import VARIANTS, ModelConfig, variant_config
 from mmdis.models.networks import SIZE_MULTIPLE, MultimodalSegNet
 from mmdis.profiles import get_profile
-from mmdis.runtime.configs import check_fields, check_name
+from mmdis.runtime.configs import check_fields, check_name, check_types
 from mmdis.runtime.device import AMP_MODES
 
 
@@ -138,6 +138,7 @@ class TrainConfig:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         check_fields(ModelConfig, self.model, "model override", exclude=("name", "base_channels"))
+        check_types(variant_config(self.method, base_channels=self.base_channels), self.model, "model")
         for name, kind in (("loss", LossConfig), ("optim", OptimConfig), ("patch", PatchConfig)):
             if not isinstance(getattr(self, name), kind):
                 got = type(getattr(self, name)).__name__
@@ -223,6 +224,7 @@ def _override(base: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
     ``patch_size`` is accepted as short for ``patch={"patch_size": ...}``."""
     overrides = _lift_patch_size(overrides)
     check_fields(TrainConfig, overrides, "TrainConfig")
+    check_types(base, overrides, "config")
     resolved: dict[str, Any] = {}
     for name, value in overrides.items():
         if name == "model" and isinstance(value, Mapping):
@@ -230,6 +232,7 @@ def _override(base: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
         elif name in ("loss", "optim", "patch") and isinstance(value, Mapping):
             current = getattr(base, name)
             check_fields(type(current), value, name)
+            check_types(current, value, name)
             value = replace(current, **{k: tuple(v) if k == "patch_size" else v for k, v in value.items()})
         resolved[name] = value
     return replace(base, **resolved)

@@ -228,7 +228,9 @@ def export_run(run_dir: str | Path, dest: str | Path, command: str, record: Mapp
     from mmdis.models.networks import MultimodalSegNet
 
     run_dir = Path(run_dir)
-    ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
+    from mmdis.training.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(run_dir / "last.pt")
     model = MultimodalSegNet(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     meta = {"method": ckpt["method"], "epoch": ckpt["epoch"], "step": ckpt["step"],

@@ -232,7 +232,10 @@ def _train(config: TrainConfig, cache: Cache, run_dir: Path, resuming: bool, pro
                 last = ddp.mean(train_step(model, batch, optimizer, config.loss, device, amp_dtype, scaler),
                                 device)
                 if not all(math.isfinite(v) for v in last.values()):
-                    raise FloatingPointError(f"non-finite loss at step {step} (epoch {epoch}): {last}")
+                    bad = ", ".join(f"{k}={v}" for k, v in last.items() if not math.isfinite(v))
+                    raise FloatingPointError(
+                        f"non-finite loss at step {step + 1} (epoch {epoch + 1}) on cases "
+                        f"{list(batch.get('case_id', []))}: {bad}; lower optim.lr or check those cases")
                 now = time.perf_counter()
                 seconds, tick = now - tick, now
                 elapsed += seconds

@@ -16,6 +16,7 @@ from mmdis.data.io import (
     MissingModalityError,
     RawCase,
     check_same_geometry,
+    informative_images,
     load_mha,
     load_nifti,
 )
@@ -117,6 +118,7 @@ def read_case(files: CaseFiles, allow_missing: bool = False) -> RawCase:
     if not any(np.any(v != 0) for v in images.values()):
         read = ", ".join(sorted({sources[m] for m in images}))
         raise IntensityError(f"case {cid}: the brain is empty (every voxel of {read} is 0)")
+    images = informative_images(images, sources, cid, allow_missing)
     return RawCase(cid, files.layout, images, label, next(iter(affines.values())), files.label_convention,
                    brain_mask=brain_mask, zscored=files.zscored, sources=sources)
 
