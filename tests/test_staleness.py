@@ -215,3 +215,14 @@ def test_the_metric_choices_reach_the_tables_from_the_command_line(world, tmp_pa
     assert config == {"hd95": "pooled", "empty": "brats2025", "et_postprocess": True, "et_min_voxels": 500}
     assert "ET-pp" in set(pd.read_csv(tmp_path / "out" / "results.csv")["region"])
     assert "HD95 pooled" in (tmp_path / "out" / "table2_hd95.md").read_text()
+
+
+def test_a_shipped_model_predicts_at_the_spacing_it_was_trained_at(tmp_path):
+    """Shipped models have no data.json; they were trained at their profile's 3 mm, not the input's grid."""
+    from mmdis.evaluation.predict import run_spacing
+    from mmdis.profiles import get_profile
+    from mmdis.training.export import materialise
+
+    run = materialise("cpu", "robustseg", tmp_path / "robustseg")
+    assert not (run / "data.json").exists()
+    assert run_spacing(run) == get_profile("cpu").spacing == 3.0
