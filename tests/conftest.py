@@ -232,3 +232,38 @@ def phantom_cache(tmp_path_factory):
     write_phantom(root / "raw", PhantomConfig(cases=4, spacing=4.0), progress=False)
     prepare(root / "raw", root / "cache", PrepareConfig(), progress=False)
     return root / "cache"
+
+
+def shared_sample(name: str, variable: str, what: str) -> Path:
+    """The folder of a real sample, read where it lies, or skip the calling test module.
+
+    The sample is ``$variable`` if set, else ``../shared/data/<name>`` beside the repository, else the same
+    at its usual place ``/work/shared/data/<name>`` (for a clone elsewhere). Call it at module level.
+    """
+    import os
+
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data" / name,
+                  Path("/work/shared/data") / name]
+    sample = Path(os.environ.get(variable) or next((p for p in candidates if p.is_dir()), candidates[0]))
+    if not sample.is_dir():
+        pytest.skip(f"the {what} sample is absent: {sample} is not a folder (set {variable} to its location "
+                    "to run these tests)", allow_module_level=True)
+    return sample
+
+
+#: The overrides that make a smoke run take two steps.
+SMOKE_FAST = ["--set", "epochs=1", "--set", "iters_per_epoch=2"]
+
+
+def make_smoke_world(root: Path) -> Path:
+    """A 4-case phantom at 4 mm in ``root/raw``, its cache in ``root/cache`` (2 train, 1 val, 1 test) and
+    one finished two-step smoke run of RobustSeg in ``root/run``; returns ``root``."""
+    from mmdis.cli import main
+    from mmdis.data.cache import PrepareConfig, prepare
+    from mmdis.data.phantom import PhantomConfig, write_phantom
+
+    write_phantom(root / "raw", PhantomConfig(cases=4, spacing=4.0), progress=False)
+    prepare(root / "raw", root / "cache", PrepareConfig(fractions=(0.5, 0.25, 0.25)), progress=False)
+    assert main(["--quiet", "train", "--profile", "smoke", "--data", str(root / "cache"), "--run-dir",
+                 str(root / "run"), *SMOKE_FAST]) == 0
+    return root

@@ -7,12 +7,11 @@ here is skipped. Reading the four cases and preparing them at 2 mm takes about 1
 """
 
 import json
-import os
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import shared_sample
 
 from mmdis.cli import main
 from mmdis.conventions import region_masks, subset_name
@@ -21,14 +20,7 @@ from mmdis.data.io import MissingModalityError
 from mmdis.data.layouts import detect_layout, discover_cases, read_case
 from mmdis.data.preprocess import bounding_box, crop
 
-# The sample lies in the shared folder beside the repository; a clone elsewhere finds it at its usual place.
-_CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015-sample",
-               Path("/work/shared/data/brats2015-sample")]
-SAMPLE = Path(os.environ.get("MMDIS_BRATS2015_SAMPLE")
-              or next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0]))
-if not SAMPLE.is_dir():
-    pytest.skip(f"the BraTS 2015 sample is absent: {SAMPLE} is not a folder (set MMDIS_BRATS2015_SAMPLE to "
-                "its location to run these tests)", allow_module_level=True)
+SAMPLE = shared_sample("brats2015-sample", "MMDIS_BRATS2015_SAMPLE", "BraTS 2015")
 
 pytestmark = pytest.mark.realdata
 

@@ -10,12 +10,12 @@ real files, not the model's accuracy.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import shared_sample
 
 from mmdis.conventions import MODALITIES, SUBSETS, region_masks, subset_name
 from mmdis.data.layouts import detect_layout, discover_cases, read_case
@@ -25,13 +25,7 @@ from mmdis.metrics import ET_PP, MetricConfig
 from mmdis.profiles import get_profile
 from mmdis.training.export import materialise
 
-_CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2023-sample",
-               Path("/work/shared/data/brats2023-sample")]
-SAMPLE = Path(os.environ.get("MMDIS_BRATS2023_SAMPLE")
-              or next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0]))
-if not SAMPLE.is_dir():
-    pytest.skip(f"the BraTS 2023 sample is absent: {SAMPLE} is not a folder (set MMDIS_BRATS2023_SAMPLE to "
-                "its location to run these tests)", allow_module_level=True)
+SAMPLE = shared_sample("brats2023-sample", "MMDIS_BRATS2023_SAMPLE", "BraTS 2023")
 
 pytestmark = pytest.mark.realdata
 CASE_ID = "BraTS-GLI-00000-000"

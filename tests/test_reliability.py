@@ -22,25 +22,19 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import AFFINE, save_nii, tiny_volumes, write_brats_case
+from conftest import AFFINE, SMOKE_FAST, make_smoke_world, save_nii, tiny_volumes, write_brats_case
 
 from mmdis.cli import main
-from mmdis.data.cache import PrepareConfig, prepare
-from mmdis.data.phantom import PhantomConfig, write_phantom
 from mmdis.runtime.locks import folder_lock
 
-FAST = ["--set", "epochs=1", "--set", "iters_per_epoch=2"]
+FAST = SMOKE_FAST
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A 4-case phantom at 4 mm, its cache (2 train, 1 val, 1 test) and one finished smoke run."""
-    root = tmp_path_factory.mktemp("reliability")
-    write_phantom(root / "raw", PhantomConfig(cases=4, spacing=4.0), progress=False)
-    prepare(root / "raw", root / "cache", PrepareConfig(fractions=(0.5, 0.25, 0.25)), progress=False)
+    root = make_smoke_world(tmp_path_factory.mktemp("reliability"))
     run = root / "run"
-    assert main(["--quiet", "train", "--profile", "smoke", "--data", str(root / "cache"), "--run-dir",
-                 str(run), *FAST]) == 0
     case = next(p for p in sorted((root / "raw").iterdir()) if p.is_dir())
     files = {m: next(case.glob(f"*_{m}.nii.gz")) for m in ("flair", "t1", "t1ce", "t2")}
     return {"root": root, "raw": root / "raw", "cache": root / "cache", "run": run, "files": files}

@@ -16,26 +16,20 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import rewrite_volume, write_brats_case
+from conftest import SMOKE_FAST, make_smoke_world, rewrite_volume, write_brats_case
 
 from mmdis.cli import main
 from mmdis.data.cache import Cache, PrepareConfig, prepare
-from mmdis.data.phantom import PhantomConfig, write_phantom
 from mmdis.evaluation.evaluate import EvalConfig, evaluate_run
 from mmdis.pipeline import cache_dir_for
 
-FAST = ["--set", "epochs=1", "--set", "iters_per_epoch=2"]
+FAST = SMOKE_FAST
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A 4-case phantom at 4 mm, its cache and one finished smoke run."""
-    root = tmp_path_factory.mktemp("stale")
-    write_phantom(root / "raw", PhantomConfig(cases=4, spacing=4.0), progress=False)
-    prepare(root / "raw", root / "cache", PrepareConfig(fractions=(0.5, 0.25, 0.25)), progress=False)
-    assert main(["--quiet", "train", "--profile", "smoke", "--data", str(root / "cache"), "--run-dir",
-                 str(root / "run"), *FAST]) == 0
-    return root
+    return make_smoke_world(tmp_path_factory.mktemp("stale"))
 
 
 def test_a_changed_source_rebuilds_its_case_and_only_it(tmp_path):
