@@ -22,6 +22,7 @@ it is loaded, so an edited or truncated array is named instead of being trained 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import warnings
@@ -256,16 +257,20 @@ class Cache:
         Raises:
             ValueError: if the manifest has no such case.
         """
-        for entry in self.manifest["cases"]:
-            if entry["case_id"] == case_id:
-                return entry
-        raise ValueError(f"case {case_id!r} is not in {self.root / 'manifest.json'}")
+        if case_id not in self._entries:
+            raise ValueError(f"case {case_id!r} is not in {self.root / 'manifest.json'}")
+        return self._entries[case_id]
+
+    @functools.cached_property
+    def _entries(self) -> dict[str, dict]:
+        return {e["case_id"]: e for e in self.manifest["cases"]}
 
     def fingerprint(self, case_ids: Sequence[str] | None = None) -> str:
         """A hash of the preprocessing and of the checksum and source fingerprint of every case (or of
         ``case_ids``): it changes whenever any array a run or an evaluation reads could have changed."""
         ids = self.case_ids() if case_ids is None else list(case_ids)
-        items = [[i, self.entry(i)["checksum"], self.entry(i).get("source_fingerprint", "")] for i in ids]
+        entries = [self.entry(i) for i in ids]
+        items = [[i, e["checksum"], e.get("source_fingerprint", "")] for i, e in zip(ids, entries)]
         blob = json.dumps({"preprocessing": self.manifest.get("preprocessing"), "cases": items})
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -231,8 +231,7 @@ def skipped_subsets(cache_dir: str | Path, split: str = "test") -> dict[str, lis
     cache = Cache.open(cache_dir)
     out = {}
     for case_id in cache.case_ids(split):
-        entry = next(e for e in cache.manifest["cases"] if e["case_id"] == case_id)
-        _, skipped = feasible_subsets(entry["available"])
+        _, skipped = feasible_subsets(cache.entry(case_id)["available"])
         if skipped:
             out[case_id] = [subset_name(s) for s in skipped]
     return out

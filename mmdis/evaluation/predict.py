@@ -17,10 +17,15 @@ import numpy as np
 
 from mmdis.conventions import MODALITIES, from_canonical, get_convention
 from mmdis.data.io import RawCase, check_same_geometry, informative_images, load_nifti, save_nifti
-from mmdis.data.preprocess import brain_mask_from_images, preprocess_case, restore_prediction
+from mmdis.data.preprocess import (
+    PreprocessedCase,
+    brain_mask_from_images,
+    preprocess_case,
+    restore_prediction,
+)
 from mmdis.evaluation.evaluate import load_run
 from mmdis.evaluation.guards import run_state, warn_unfinished
-from mmdis.inference import predict_subsets
+from mmdis.inference import SubsetPrediction, predict_subsets
 from mmdis.profiles import get_profile
 from mmdis.runtime.device import resolve_amp, resolve_device
 from mmdis.runtime.files import sweep_temporaries
@@ -38,6 +43,37 @@ def run_spacing(run_dir: str | Path) -> float | None:
     if not config.is_file():
         return None
     return get_profile(json.loads(config.read_text())["profile"]).spacing
+
+
+def segment(model, config, case: PreprocessedCase, device, subsets=None,
+            progress: bool = False) -> SubsetPrediction:
+    """Sliding-window segmentation of a preprocessed case with the run's profile's window, overlap and
+    blend and the run's precision; ``subsets`` as :func:`~mmdis.inference.predict_subsets` takes them
+    (``None``: every subset the case can form)."""
+    profile = get_profile(config.profile)
+    roi, overlap = profile.eval_window
+    return predict_subsets(model, case.image, case.available, subsets=subsets, roi_size=roi, overlap=overlap,
+                           with_recon=False, mode=profile.eval_blend, device=device, progress=progress,
+                           amp_dtype=resolve_amp(config.amp, device, config.bottom_depth)[0])
+
+
+class InputGrid:
+    """Puts predicted labels back onto a case's own grid, and inside its brain where the run's profile
+    masks predictions (judged on that grid: resampling blurs the mask's edge)."""
+
+    def __init__(self, raw: RawCase, config) -> None:
+        self.brain = None
+        if get_profile(config.profile).eval_mask:
+            self.brain = raw.brain_mask
+            if self.brain is None:
+                self.brain = brain_mask_from_images(raw.images, raw.case_id)
+
+    def labels(self, labels: np.ndarray, case: PreprocessedCase) -> np.ndarray:
+        """Canonical labels of the preprocessed grid ``(D, H, W)`` -> canonical labels ``(X, Y, Z)``."""
+        out = restore_prediction(labels, case.crop)
+        if self.brain is not None:
+            out[~self.brain] = 0
+        return out
 
 
 def predict_files(
@@ -119,20 +155,9 @@ def predict_files(
     state = run_state(config, meta)
     warn_unfinished(state, run_dir)
     case = preprocess_case(raw, target_spacing=run_spacing(run_dir))
-    profile = get_profile(config.profile)
-    roi, overlap = profile.eval_window
     available = tuple(bool(a) for a in case.available)
-    pred = predict_subsets(model, case.image, available, subsets=[available], roi_size=roi,
-                           overlap=overlap, with_recon=False, mode=profile.eval_blend, device=dev,
-                           progress=progress,
-                           amp_dtype=resolve_amp(config.amp, dev, config.bottom_depth)[0])
-    labels = restore_prediction(pred.labels[0], case.crop)  # canonical, on the input grid
-    if profile.eval_mask:
-        # Tumour only inside the brain, judged on the input grid (resampling blurs the mask's edge).
-        brain_full = raw.brain_mask
-        if brain_full is None:
-            brain_full = brain_mask_from_images(raw.images, case_id)
-        labels[~brain_full] = 0
+    pred = segment(model, config, case, dev, subsets=[available], progress=progress)
+    labels = InputGrid(raw, config).labels(pred.labels[0], case)
     out = from_canonical(labels, convention).astype(np.uint8)
     output.parent.mkdir(parents=True, exist_ok=True)
     note = f"mmdis {config.method} epoch {state['epoch']}/{state['epochs']} step {state['step']}"

@@ -18,19 +18,13 @@ import pandas as pd
 
 from mmdis.conventions import subset_name
 from mmdis.data.layouts import discover_cases, read_case
-from mmdis.data.preprocess import (
-    PreprocessedCase,
-    brain_mask_from_images,
-    preprocess_case,
-    restore_prediction,
-)
+from mmdis.data.preprocess import PreprocessedCase, preprocess_case
 from mmdis.evaluation.evaluate import load_run
-from mmdis.evaluation.predict import run_spacing
+from mmdis.evaluation.predict import InputGrid, run_spacing, segment
 from mmdis.evaluation.tidy import RESULT_COLUMNS, metric_rows
-from mmdis.inference import SubsetPrediction, predict_subsets
+from mmdis.inference import SubsetPrediction
 from mmdis.metrics import MetricConfig, case_metrics
-from mmdis.profiles import get_profile
-from mmdis.runtime.device import resolve_amp, resolve_device
+from mmdis.runtime.device import resolve_device
 
 
 @dataclass
@@ -77,22 +71,14 @@ def score_case(run_dir: str | Path, case_dir: str | Path, metrics: MetricConfig 
         raise ValueError(f"case {raw.case_id} of {case_dir} has no reference segmentation to score against")
     dev = resolve_device(device)
     model, config, _ = load_run(run_dir, dev)
-    profile = get_profile(config.profile)
     if spacing == "run":
-        recorded = run_spacing(run_dir)
-        spacing = profile.spacing if recorded is None else recorded  # a shipped model records no data.json
+        spacing = run_spacing(run_dir)  # its data.json, else (a shipped model) its profile's
     case = preprocess_case(raw, target_spacing=spacing)
-    roi, overlap = profile.eval_window
-    pred = predict_subsets(model, case.image, case.available, roi_size=roi, overlap=overlap, with_recon=False,
-                           mode=profile.eval_blend, device=dev, progress=progress,
-                           amp_dtype=resolve_amp(config.amp, dev, config.bottom_depth)[0])
-    brain = raw.brain_mask if raw.brain_mask is not None else brain_mask_from_images(raw.images, raw.case_id)
+    pred = segment(model, config, case, dev, progress=progress)
+    grid = InputGrid(raw, config)
     rows: list[dict] = []
     for s, subset in enumerate(pred.subsets):
-        labels = restore_prediction(pred.labels[s], case.crop)  # canonical, on the case's own grid
-        if profile.eval_mask:
-            labels[~brain] = 0  # tumour only inside the brain, as for `mmdis predict`
-        scores = case_metrics(labels, raw.label, raw.spacing, metrics)
+        scores = case_metrics(grid.labels(pred.labels[s], case), raw.label, raw.spacing, metrics)
         rows.extend(metric_rows(scores, method or config.method, raw.case_id, subset_name(subset)))
     return CaseScores(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), case, pred,
                       None if spacing is None else float(spacing), tuple(int(n) for n in raw.shape))

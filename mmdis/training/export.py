@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from mmdis.runtime.files import atomic_path, write_text
+from mmdis.training.checkpoint import read_checkpoint
 
 #: Where the shipped profiles live (inside the installed package).
 SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "book_models"
@@ -228,8 +229,6 @@ def export_run(run_dir: str | Path, dest: str | Path, command: str, record: Mapp
     from mmdis.models.networks import MultimodalSegNet
 
     run_dir = Path(run_dir)
-    from mmdis.training.checkpoint import read_checkpoint
-
     ckpt = read_checkpoint(run_dir / "last.pt")
     model = MultimodalSegNet(ModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
